@@ -1,0 +1,651 @@
+//! The typed `Config`: every setting with its default applied, derived values computed and
+//! each value's origin recorded.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::Error;
+use crate::ini;
+use crate::schema::{self, DefaultValue, KEYS, Kind};
+
+/// Where an effective value came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Source {
+    /// The schema's default.
+    Default,
+    /// Computed from other settings.
+    Derived,
+    /// Not set, and no default applies.
+    Unset,
+    /// A line of the config file.
+    File { path: PathBuf, line: usize },
+    /// An environment variable.
+    Env { var: String },
+    /// A file named by a `CHATMAIL_<KEY>_FILE` environment variable.
+    EnvFile { var: String, path: PathBuf },
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::Derived => f.write_str("derived"),
+            Source::Unset => f.write_str("unset"),
+            Source::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Source::Env { var } => write!(f, "${var}"),
+            Source::EnvFile { var, path } => write!(f, "${var} ({})", path.display()),
+        }
+    }
+}
+
+/// One key's effective raw value and its origin, as `cmdeploy config` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Setting {
+    pub key: &'static str,
+    pub value: Option<String>,
+    pub source: Source,
+}
+
+/// A key in the file that no setting reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnusedKey {
+    pub key: String,
+    pub line: usize,
+}
+
+/// How the relay gets its TLS certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// Let's Encrypt through acmetool.
+    Acme,
+    /// A self-signed certificate made once on the relay (IPv4 relays and `_`-domains).
+    #[serde(rename = "self")]
+    SelfSigned,
+    /// Certificate and key managed outside the relay.
+    External,
+}
+
+impl TlsMode {
+    /// The name upstream uses for the mode (`acme`, `self`, `external`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Acme => "acme",
+            TlsMode::SelfSigned => "self",
+            TlsMode::External => "external",
+        }
+    }
+}
+
+/// The relay's certificate mode and where the certificate and key live on the relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tls {
+    pub mode: TlsMode,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+/// Every setting of `chatmail.ini`, typed, with defaults and derived values.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// The domain used in addresses: the configured value, or `[1.2.3.4]` for IPv4 relays.
+    pub mail_domain: String,
+    /// The configured value as written (no brackets).
+    pub mail_domain_bare: String,
+    /// The relay's address when `mail_domain` is an IPv4 address.
+    pub ipv4_relay: Option<Ipv4Addr>,
+    /// Postfix's `myhostname`: the domain, or the reverse-pointer name of an IPv4 relay.
+    pub postfix_myhostname: String,
+    pub tls: Tls,
+    pub max_user_send_per_minute: u32,
+    pub max_user_send_burst_size: u32,
+    pub max_mailbox_size: String,
+    pub max_mailbox_size_mb: u64,
+    pub max_message_size: u64,
+    pub delete_mails_after: u32,
+    pub delete_large_after: u32,
+    pub delete_inactive_users_after: u32,
+    pub username_min_length: u32,
+    pub username_max_length: u32,
+    pub password_min_length: u32,
+    pub max_imap_connections: u32,
+    pub max_smtp_connections: u32,
+    pub max_load_1m: f64,
+    pub min_available_memory_mb: u64,
+    pub min_free_disk_space_mb: u64,
+    pub acme_email: String,
+    pub www_folder: String,
+    pub disable_ipv6: bool,
+    /// The iroh relay URL announced to clients.
+    pub iroh_relay: String,
+    /// Whether this relay runs its own iroh-relay (true when `iroh_relay` is not set).
+    pub enable_iroh_relay: bool,
+    pub mtail_address: Option<String>,
+    pub turn_socket_path: PathBuf,
+    pub dovecot_fork: bool,
+    pub filtermail_smtp_port: u16,
+    pub filtermail_smtp_port_incoming: u16,
+    pub filtermail_http_port_incoming: u16,
+    pub filtermail_lmtp_port_transport: u16,
+    pub postfix_reinject_port: u16,
+    pub postfix_reinject_port_incoming: u16,
+    pub imap_rawlog: bool,
+    pub imap_compress: bool,
+    pub mailboxes_dir: PathBuf,
+    pub passdb_path: PathBuf,
+    pub privacy_postal: Option<String>,
+    pub privacy_mail: Option<String>,
+    pub privacy_pdo: Option<String>,
+    pub privacy_supervisor: Option<String>,
+    /// The file the settings were read from.
+    #[serde(skip)]
+    pub origin: PathBuf,
+    /// Every declared key's effective value and origin, in schema order.
+    #[serde(skip)]
+    pub settings: Vec<Setting>,
+    /// Keys in the file that no setting reads, in file order.
+    #[serde(skip)]
+    pub unused_keys: Vec<UnusedKey>,
+}
+
+/// Where to look up environment overrides; `None` means no environment at all.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+struct Raw {
+    value: String,
+    source: Source,
+}
+
+struct Loader {
+    raw: BTreeMap<&'static str, Raw>,
+}
+
+impl Config {
+    /// Reads `path` alone, as the relay's services do.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        Self::load_with_env(path, &|_| None)
+    }
+
+    /// Reads `path`, then applies `CHATMAIL_<KEY>` and `CHATMAIL_<KEY>_FILE` overrides from `env`.
+    pub fn load_with_env(path: &Path, env: EnvLookup<'_>) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            if err.kind() == std::io::ErrorKind::NotFound {
+                Error::new(format!(
+                    "expecting {} to exist, run `cmdeploy init <domain>` first",
+                    path.display()
+                ))
+            } else {
+                Error::new(format!("cannot read {}: {err}", path.display()))
+            }
+        })?;
+        Self::parse(&text, path, env)
+    }
+
+    /// Parses config text that came from `origin` (used in messages), applying `env` overrides.
+    pub fn parse(text: &str, origin: &Path, env: EnvLookup<'_>) -> Result<Config, Error> {
+        let sections = ini::parse(text).map_err(|err| {
+            Error::new(format!(
+                "{}:{}: {}",
+                origin.display(),
+                err.line,
+                err.message
+            ))
+        })?;
+        let Some(params) = sections.iter().find(|s| s.name == "params") else {
+            return Err(Error::new(format!(
+                "{}: no [params] section; all settings belong under [params]",
+                origin.display()
+            )));
+        };
+        let mut loader = Loader {
+            raw: BTreeMap::new(),
+        };
+        let mut unused_keys = Vec::new();
+        for entry in &params.entries {
+            let Some(key) = schema::key(&entry.key) else {
+                unused_keys.push(UnusedKey {
+                    key: entry.key.clone(),
+                    line: entry.line,
+                });
+                continue;
+            };
+            let source = Source::File {
+                path: origin.to_owned(),
+                line: entry.line,
+            };
+            if let Some(earlier) = loader.raw.get(key.name) {
+                return Err(Error::new(format!(
+                    "{}:{}: {} is set twice (also at {})",
+                    origin.display(),
+                    entry.line,
+                    key.name,
+                    earlier.source
+                )));
+            }
+            loader.raw.insert(
+                key.name,
+                Raw {
+                    value: entry.value.clone(),
+                    source,
+                },
+            );
+        }
+        loader.apply_env(env)?;
+        let mut config = loader.build()?;
+        config.origin = origin.to_owned();
+        config.unused_keys = unused_keys;
+        Ok(config)
+    }
+
+    /// Refuses privacy contacts copied from the maintainers' own relays (upstream's `check_config`).
+    pub fn check_privacy(&self) -> Result<(), Error> {
+        let bare = &self.mail_domain_bare;
+        if bare == "testrun.org" || bare.ends_with(".testrun.org") {
+            return Ok(());
+        }
+        let contacts = [
+            ("privacy_postal", &self.privacy_postal),
+            ("privacy_mail", &self.privacy_mail),
+            ("privacy_pdo", &self.privacy_pdo),
+            ("privacy_supervisor", &self.privacy_supervisor),
+        ];
+        for (key, value) in contacts {
+            let value = value.as_deref().unwrap_or_default();
+            if ["merlinux", "schmieder", "testrun.org"]
+                .iter()
+                .any(|word| value.contains(word))
+            {
+                return Err(Error::new(format!(
+                    "{key} = {value:?}: please set your own privacy contacts/addresses in {}",
+                    self.origin.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The folder of one account: `<mailboxes_dir>/<addr>`.
+    pub fn mailbox_dir(&self, addr: &str) -> Result<PathBuf, Error> {
+        if addr.is_empty() || !addr.contains('@') || addr.contains('/') {
+            return Err(Error::new(format!("invalid address {addr:?}")));
+        }
+        Ok(self.mailboxes_dir.join(addr))
+    }
+
+    /// The setting of `key` as `cmdeploy config` shows it.
+    pub fn setting(&self, key: &str) -> Option<&Setting> {
+        self.settings.iter().find(|s| s.key == key)
+    }
+
+    /// The settings in `chatmail.ini` form: every key that was set (in the file or the
+    /// environment), so that programs reading the file see exactly the effective values.
+    pub fn effective_ini(&self) -> String {
+        let mut out = String::from("[params]\n");
+        for setting in &self.settings {
+            if matches!(
+                setting.source,
+                Source::Default | Source::Derived | Source::Unset
+            ) {
+                continue;
+            }
+            let value = setting.value.as_deref().unwrap_or_default();
+            out.push_str(&format!(
+                "{} = {}\n",
+                setting.key,
+                value.replace('\n', "\n    ")
+            ));
+        }
+        out
+    }
+}
+
+impl Loader {
+    fn apply_env(&mut self, env: EnvLookup<'_>) -> Result<(), Error> {
+        for key in KEYS {
+            let var = key.env_var();
+            let file_var = format!("{var}_FILE");
+            if let Some(value) = env(&var) {
+                self.raw.insert(
+                    key.name,
+                    Raw {
+                        value: value.trim().to_owned(),
+                        source: Source::Env { var },
+                    },
+                );
+            } else if let Some(path) = env(&file_var) {
+                let value = std::fs::read_to_string(&path)
+                    .map_err(|err| Error::new(format!("${file_var}: cannot read {path}: {err}")))?;
+                self.raw.insert(
+                    key.name,
+                    Raw {
+                        value: value.trim().to_owned(),
+                        source: Source::EnvFile {
+                            var: file_var,
+                            path: path.into(),
+                        },
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The raw value of `name` (or its default) and where it came from.
+    fn raw(&self, name: &'static str) -> Option<(&str, Source)> {
+        if let Some(raw) = self.raw.get(name) {
+            return Some((raw.value.as_str(), raw.source.clone()));
+        }
+        match schema::key(name).map(|k| k.default) {
+            Some(DefaultValue::Value(v)) => Some((v, Source::Default)),
+            _ => None,
+        }
+    }
+
+    fn invalid(&self, name: &'static str, value: &str, source: &Source, why: &str) -> Error {
+        let place = match source {
+            Source::File { path, line } => format!("{}:{line}: {name} = {value:?}", path.display()),
+            Source::Env { var } | Source::EnvFile { var, .. } => format!("${var}={value:?}"),
+            Source::Default | Source::Derived | Source::Unset => format!("{name} = {value:?}"),
+        };
+        Error::new(format!("{place}: expected {why}"))
+    }
+
+    /// Parses `name` with `parse`, which returns `None` for a value of the wrong form.
+    fn typed<T>(&self, name: &'static str, parse: impl Fn(&str) -> Option<T>) -> Result<T, Error> {
+        let kind = schema::key(name).map_or(Kind::Text, |k| k.kind);
+        let (value, source) = self
+            .raw(name)
+            .ok_or_else(|| Error::new(format!("{name} must be set")))?;
+        parse(value).ok_or_else(|| self.invalid(name, value, &source, kind.expectation()))
+    }
+
+    /// Like [`Loader::typed`], but an absent key is `None` instead of an error.
+    fn optional_typed<T>(
+        &self,
+        name: &'static str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, Error> {
+        match self.raw(name) {
+            None => Ok(None),
+            Some(_) => self.typed(name, parse).map(Some),
+        }
+    }
+
+    fn count(&self, name: &'static str) -> Result<u32, Error> {
+        self.typed(name, |v| v.parse().ok())
+    }
+
+    fn port(&self, name: &'static str) -> Result<u16, Error> {
+        self.typed(name, |v| v.parse().ok().filter(|p| *p != 0))
+    }
+
+    fn flag(&self, name: &'static str) -> Result<bool, Error> {
+        self.typed(name, parse_bool)
+    }
+
+    fn size_mb(&self, name: &'static str) -> Result<u64, Error> {
+        self.typed(name, parse_size_mb)
+    }
+
+    fn path(&self, name: &'static str) -> Result<PathBuf, Error> {
+        self.typed(name, |v| Some(PathBuf::from(v)).filter(|p| p.is_absolute()))
+    }
+
+    fn text(&self, name: &'static str) -> String {
+        self.raw(name)
+            .map(|(v, _)| v.to_owned())
+            .unwrap_or_default()
+    }
+
+    /// `None` when the key is absent; `Some` (possibly empty) when it was given.
+    fn optional(&self, name: &'static str) -> Option<String> {
+        self.raw.get(name).map(|raw| raw.value.clone())
+    }
+
+    fn build(self) -> Result<Config, Error> {
+        let mail_domain_bare = match self.raw("mail_domain") {
+            None => return Err(Error::new("mail_domain is not set; it is required")),
+            Some((value, source)) if !is_valid_domain(value) => {
+                return Err(self.invalid(
+                    "mail_domain",
+                    value,
+                    &source,
+                    Kind::Domain.expectation(),
+                ));
+            }
+            Some((value, _)) => value.to_owned(),
+        };
+        let ipv4_relay: Option<Ipv4Addr> = mail_domain_bare.parse().ok();
+        let (mail_domain, postfix_myhostname) = match ipv4_relay {
+            Some(ip) => (format!("[{ip}]"), reverse_pointer(ip)),
+            None => (mail_domain_bare.clone(), mail_domain_bare.clone()),
+        };
+        let tls = self.tls(&mail_domain_bare, ipv4_relay.is_some())?;
+        let max_mailbox_size = self.text("max_mailbox_size");
+        let iroh_setting = self.optional("iroh_relay");
+        let mtail_address = self
+            .optional_typed("mtail_address", |v| {
+                let ok = v.is_empty() || v == "localhost" || v.parse::<IpAddr>().is_ok();
+                ok.then(|| v.to_owned())
+            })?
+            .filter(|v| !v.is_empty());
+        let mailboxes_dir = match self.raw.contains_key("mailboxes_dir") {
+            true => self.path("mailboxes_dir")?,
+            false => PathBuf::from(format!("/home/vmail/mail/{mail_domain}")),
+        };
+        let config = Config {
+            ipv4_relay,
+            postfix_myhostname,
+            tls,
+            max_user_send_per_minute: self.count("max_user_send_per_minute")?,
+            max_user_send_burst_size: self.count("max_user_send_burst_size")?,
+            max_mailbox_size_mb: self.size_mb("max_mailbox_size")?,
+            max_mailbox_size,
+            max_message_size: self.typed("max_message_size", |v| v.parse().ok())?,
+            delete_mails_after: self.count("delete_mails_after")?,
+            delete_large_after: self.count("delete_large_after")?,
+            delete_inactive_users_after: self.count("delete_inactive_users_after")?,
+            username_min_length: self.count("username_min_length")?,
+            username_max_length: self.count("username_max_length")?,
+            password_min_length: self.count("password_min_length")?,
+            max_imap_connections: self.count("max_imap_connections")?,
+            max_smtp_connections: self.count("max_smtp_connections")?,
+            max_load_1m: self.typed("max_load_1m", |v| {
+                v.parse::<f64>().ok().filter(|f| f.is_finite() && *f >= 0.0)
+            })?,
+            min_available_memory_mb: self.size_mb("min_available_memory")?,
+            min_free_disk_space_mb: self.size_mb("min_free_disk_space")?,
+            acme_email: self.text("acme_email"),
+            www_folder: self.text("www_folder"),
+            disable_ipv6: self.flag("disable_ipv6")?,
+            enable_iroh_relay: iroh_setting.is_none(),
+            iroh_relay: iroh_setting.unwrap_or_else(|| format!("https://{mail_domain_bare}")),
+            mtail_address,
+            turn_socket_path: self.path("turn_socket_path")?,
+            dovecot_fork: self.flag("dovecot_fork")?,
+            filtermail_smtp_port: self.port("filtermail_smtp_port")?,
+            filtermail_smtp_port_incoming: self.port("filtermail_smtp_port_incoming")?,
+            filtermail_http_port_incoming: self.port("filtermail_http_port_incoming")?,
+            filtermail_lmtp_port_transport: self.port("filtermail_lmtp_port_transport")?,
+            postfix_reinject_port: self.port("postfix_reinject_port")?,
+            postfix_reinject_port_incoming: self.port("postfix_reinject_port_incoming")?,
+            imap_rawlog: self.flag("imap_rawlog")?,
+            imap_compress: self.flag("imap_compress")?,
+            mailboxes_dir,
+            passdb_path: self.path("passdb_path")?,
+            privacy_postal: self.optional("privacy_postal"),
+            privacy_mail: self.optional("privacy_mail"),
+            privacy_pdo: self.optional("privacy_pdo"),
+            privacy_supervisor: self.optional("privacy_supervisor"),
+            mail_domain,
+            mail_domain_bare,
+            origin: PathBuf::new(),
+            settings: self.settings(),
+            unused_keys: Vec::new(),
+        };
+        config.check_ports()?;
+        if config.username_min_length > config.username_max_length {
+            return Err(Error::new(format!(
+                "username_min_length ({}) is larger than username_max_length ({})",
+                config.username_min_length, config.username_max_length
+            )));
+        }
+        Ok(config)
+    }
+
+    fn tls(&self, bare: &str, ipv4: bool) -> Result<Tls, Error> {
+        let (external, source) = self
+            .raw("tls_external_cert_and_key")
+            .unwrap_or(("", Source::Default));
+        if !external.is_empty() {
+            let paths: Vec<&str> = external.split_whitespace().collect();
+            let [cert, key] = paths[..] else {
+                return Err(self.invalid(
+                    "tls_external_cert_and_key",
+                    external,
+                    &source,
+                    "two space-separated absolute paths: certificate, then key",
+                ));
+            };
+            if !cert.starts_with('/') || !key.starts_with('/') {
+                return Err(self.invalid(
+                    "tls_external_cert_and_key",
+                    external,
+                    &source,
+                    "two space-separated absolute paths: certificate, then key",
+                ));
+            }
+            return Ok(Tls {
+                mode: TlsMode::External,
+                cert_path: cert.into(),
+                key_path: key.into(),
+            });
+        }
+        if ipv4 || bare.starts_with('_') {
+            return Ok(Tls {
+                mode: TlsMode::SelfSigned,
+                cert_path: "/etc/ssl/certs/mailserver.pem".into(),
+                key_path: "/etc/ssl/private/mailserver.key".into(),
+            });
+        }
+        Ok(Tls {
+            mode: TlsMode::Acme,
+            cert_path: format!("/var/lib/acme/live/{bare}/fullchain").into(),
+            key_path: format!("/var/lib/acme/live/{bare}/privkey").into(),
+        })
+    }
+
+    fn settings(&self) -> Vec<Setting> {
+        KEYS.iter()
+            .map(|key| match (self.raw.get(key.name), key.default) {
+                (Some(raw), _) => Setting {
+                    key: key.name,
+                    value: Some(raw.value.clone()),
+                    source: raw.source.clone(),
+                },
+                (None, DefaultValue::Value(v)) => Setting {
+                    key: key.name,
+                    value: Some(v.to_owned()),
+                    source: Source::Default,
+                },
+                (None, DefaultValue::Derived(how)) => Setting {
+                    key: key.name,
+                    value: Some(how.to_owned()),
+                    source: Source::Derived,
+                },
+                (None, DefaultValue::Required | DefaultValue::Unset) => Setting {
+                    key: key.name,
+                    value: None,
+                    source: Source::Unset,
+                },
+            })
+            .collect()
+    }
+}
+
+impl Config {
+    /// Two internal services on one port would fail at runtime in confusing ways: refuse early.
+    fn check_ports(&self) -> Result<(), Error> {
+        let ports = [
+            ("filtermail_smtp_port", self.filtermail_smtp_port),
+            (
+                "filtermail_smtp_port_incoming",
+                self.filtermail_smtp_port_incoming,
+            ),
+            (
+                "filtermail_http_port_incoming",
+                self.filtermail_http_port_incoming,
+            ),
+            (
+                "filtermail_lmtp_port_transport",
+                self.filtermail_lmtp_port_transport,
+            ),
+            ("postfix_reinject_port", self.postfix_reinject_port),
+            (
+                "postfix_reinject_port_incoming",
+                self.postfix_reinject_port_incoming,
+            ),
+        ];
+        for (i, (name, port)) in ports.iter().enumerate() {
+            if let Some((other, _)) = ports[..i].iter().find(|(_, p)| p == port) {
+                return Err(Error::new(format!(
+                    "{name} and {other} are both {port}; each internal service needs its own port"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Booleans as operators write them; anything else is an error rather than a silent `false`.
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Some(true),
+        "false" | "no" | "off" | "0" | "" => Some(false),
+        _ => None,
+    }
+}
+
+/// Upstream's `parse_size_mb`: `500M` → 500, `2G` → 2048, ` 1g ` → 1024, `100MB` → 100, `256` → 256.
+pub fn parse_size_mb(value: &str) -> Option<u64> {
+    let upper = value.trim().to_ascii_uppercase();
+    let number = upper.strip_suffix('B').unwrap_or(&upper);
+    if let Some(gigabytes) = number.strip_suffix('G') {
+        return gigabytes.trim().parse::<u64>().ok()?.checked_mul(1024);
+    }
+    number
+        .strip_suffix('M')
+        .unwrap_or(number)
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A host name (labels of letters, digits, `-` and `_`) or an IPv4 address.
+pub fn is_valid_domain(value: &str) -> bool {
+    if value.parse::<Ipv4Addr>().is_ok() {
+        return true;
+    }
+    let labels_ok = value.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    });
+    let looks_numeric = value
+        .split('.')
+        .all(|l| l.chars().all(|c| c.is_ascii_digit()));
+    !value.is_empty() && value.len() <= 253 && labels_ok && !looks_numeric
+}
+
+fn reverse_pointer(ip: Ipv4Addr) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!("{d}.{c}.{b}.{a}.in-addr.arpa")
+}
