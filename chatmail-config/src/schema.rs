@@ -303,14 +303,6 @@ pub static KEYS: &[Key] = &[
         "Unix socket of the TURN server, asked for credentials by chatmail-metadata.",
     ),
     k(
-        "dovecot_fork",
-        Kind::Bool,
-        Value("false"),
-        Group::Deployment,
-        "Install chatmail's patched Dovecot 2.3.21 (pinned .deb files, faster delivery)\n\
-         instead of Debian's Dovecot.",
-    ),
-    k(
         "filtermail_smtp_port",
         Kind::Port,
         Value("10080"),

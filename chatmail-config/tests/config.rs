@@ -87,7 +87,7 @@ fn only_mail_domain_gives_upstreams_defaults() {
         ("https://chat.example.org", true)
     );
     assert_eq!(c.mtail_address, None);
-    assert!(!c.disable_ipv6 && !c.imap_rawlog && !c.imap_compress && !c.dovecot_fork);
+    assert!(!c.disable_ipv6 && !c.imap_rawlog && !c.imap_compress);
     assert_eq!(c.privacy_mail, None);
     assert!(c.unused_keys.is_empty());
     assert_eq!(c.tls.mode, TlsMode::Acme);
