@@ -1,0 +1,132 @@
+//! Installed Debian packages, read from the target's dpkg status file, and the batched
+//! `apt-get install` under a guard that keeps package scripts from starting services.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::target::{Target, argv};
+
+/// Names of the packages dpkg lists as fully installed on the target.
+pub fn installed(target: &Target) -> Result<BTreeSet<String>> {
+    let path = target.path("/var/lib/dpkg/status");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+    };
+    Ok(parse_status(&text))
+}
+
+fn parse_status(text: &str) -> BTreeSet<String> {
+    let mut installed = BTreeSet::new();
+    for stanza in text.split("\n\n") {
+        let mut name = None;
+        let mut ok = false;
+        for line in stanza.lines() {
+            if let Some(value) = line.strip_prefix("Package: ") {
+                name = Some(value.trim());
+            } else if let Some(value) = line.strip_prefix("Status: ") {
+                ok = value.trim() == "install ok installed";
+            }
+        }
+        if let (Some(name), true) = (name, ok) {
+            installed.insert(name.to_owned());
+        }
+    }
+    installed
+}
+
+/// `/usr/sbin/policy-rc.d` answering 101 ("action forbidden") while it exists, so that
+/// installing a package never starts its daemon; removed on drop, even after a failure.
+#[derive(Debug)]
+pub struct NoStartGuard<'t> {
+    target: &'t Target,
+    previous: Option<Vec<u8>>,
+}
+
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+impl<'t> NoStartGuard<'t> {
+    pub fn new(target: &'t Target) -> Result<Self> {
+        let path = target.path(POLICY_RC_D);
+        let previous = std::fs::read(&path).ok();
+        write_executable(
+            &path,
+            b"#!/bin/sh\necho \"cmdeploy: not starting services while installing\" >&2\nexit 101\n",
+        )?;
+        Ok(NoStartGuard { target, previous })
+    }
+}
+
+impl Drop for NoStartGuard<'_> {
+    fn drop(&mut self) {
+        let path = self.target.path(POLICY_RC_D);
+        let _ = match &self.previous {
+            Some(content) => write_executable(&path, content),
+            None => std::fs::remove_file(&path).map_err(Into::into),
+        };
+    }
+}
+
+fn write_executable(path: &Path, content: &[u8]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, content).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("setting the mode of {}", path.display()))
+}
+
+const APT_ENV: &[(&str, &str)] = &[("DEBIAN_FRONTEND", "noninteractive")];
+
+/// Installs `packages` in one `apt-get install`, refreshing the package lists first when
+/// they are missing or older than a day.
+pub fn install(target: &Target, packages: &[String]) -> Result<()> {
+    let _guard = NoStartGuard::new(target)?;
+    if lists_are_stale(target) {
+        target.run(&argv(&["apt-get", "update", "-q"]), APT_ENV)?;
+    }
+    let mut command = argv(&[
+        "apt-get",
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        "-o",
+        "Dpkg::Options::=--force-confdef",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+    ]);
+    command.extend(packages.iter().cloned());
+    target.run(&command, APT_ENV)?;
+    Ok(())
+}
+
+fn lists_are_stale(target: &Target) -> bool {
+    let lists = target.path("/var/lib/apt/lists");
+    let newest = std::fs::read_dir(&lists)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with("Packages"))
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max();
+    match newest {
+        None => true,
+        Some(time) => time.elapsed().is_ok_and(|age| age.as_secs() > 24 * 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_fully_installed_packages_count() {
+        let status = "Package: postfix\nStatus: install ok installed\nVersion: 3.7\n\n\
+                      Package: nginx\nStatus: deinstall ok config-files\n\n\
+                      Package: dovecot-core\nArchitecture: amd64\nStatus: install ok installed\n";
+        let names: Vec<_> = parse_status(status).into_iter().collect();
+        assert_eq!(names, ["dovecot-core", "postfix"]);
+    }
+}

@@ -1,0 +1,580 @@
+//! The engine: turns the components' declarations into action on the target, phase by phase,
+//! changing only what differs and restarting only what a change touched.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::accounts::Accounts;
+use crate::component::Component;
+use crate::config::Config;
+use crate::facts::Facts;
+use crate::files::{self, Backup, Existing, Meta};
+use crate::plan::{
+    Activate, ActivatePlan, Configure, ConfigurePlan, Dir, Install, InstallPlan, Owner, Restarts,
+};
+use crate::report::Report;
+use crate::state::{Owed, Pending};
+use crate::target::{Target, shell_words, tail};
+use crate::template::Templates;
+use crate::{download, dpkg, systemd};
+
+/// The phases of a run; always executed in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phases {
+    pub install: bool,
+    pub configure: bool,
+    pub activate: bool,
+}
+
+impl Phases {
+    pub const ALL: Phases = Phases {
+        install: true,
+        configure: true,
+        activate: true,
+    };
+
+    /// Parses `install,configure,activate` (any subset, any order, at least one).
+    pub fn parse(text: &str) -> Result<Phases> {
+        let mut phases = Phases {
+            install: false,
+            configure: false,
+            activate: false,
+        };
+        for name in text.split(',').map(str::trim) {
+            match name {
+                "install" => phases.install = true,
+                "configure" => phases.configure = true,
+                "activate" => phases.activate = true,
+                other => bail!("unknown phase {other:?}; phases are install, configure, activate"),
+            }
+        }
+        Ok(phases)
+    }
+
+    /// Whether these phases read the deployment settings.
+    pub fn need_config(self) -> bool {
+        self.configure || self.activate
+    }
+}
+
+/// A component with everything it declared.
+#[derive(Debug)]
+pub struct Planned {
+    pub component: &'static str,
+    pub install: InstallPlan,
+    /// `None` when the deployment does not use the component, or no config was given.
+    pub configure: Option<ConfigurePlan>,
+    pub activate: Option<ActivatePlan>,
+}
+
+/// Collects every declaration of `components` up front, so that a broken template or a bad
+/// setting fails before the target is touched.
+pub fn plan(
+    components: &[&'static dyn Component],
+    config: Option<&Config>,
+    facts: &Facts,
+    templates: &Templates,
+) -> Result<Vec<Planned>> {
+    components
+        .iter()
+        .map(|component| {
+            let name = component.name();
+            let mut install = Install::new(facts, templates, name);
+            component
+                .install(&mut install)
+                .with_context(|| format!("{name}: planning install"))?;
+            let (configure, activate) = match config.filter(|c| component.enabled(c)) {
+                None => (None, None),
+                Some(config) => {
+                    let mut configure = Configure::new(config, facts, templates, name);
+                    component
+                        .configure(&mut configure)
+                        .with_context(|| format!("{name}: planning configure"))?;
+                    let mut activate = Activate::new(config, facts);
+                    component
+                        .activate(&mut activate)
+                        .with_context(|| format!("{name}: planning activate"))?;
+                    (Some(configure.plan), Some(activate.plan))
+                }
+            };
+            Ok(Planned {
+                component: name,
+                install: install.plan,
+                configure,
+                activate,
+            })
+        })
+        .collect()
+}
+
+/// Executes plans on a target.
+#[derive(Debug)]
+pub struct Engine<'t> {
+    target: &'t Target,
+    facts: &'t Facts,
+    dry_run: bool,
+    verbose: bool,
+    pending: Pending,
+    accounts: Accounts,
+    pub report: Report,
+}
+
+impl<'t> Engine<'t> {
+    pub fn new(target: &'t Target, facts: &'t Facts, dry_run: bool, verbose: bool) -> Result<Self> {
+        Ok(Engine {
+            target,
+            facts,
+            dry_run,
+            verbose,
+            pending: Pending::load(target, !dry_run)?,
+            accounts: Accounts::read(target)?,
+            report: Report::default(),
+        })
+    }
+
+    /// Runs the chosen phases over all plans.
+    pub fn run(&mut self, plans: &[Planned], phases: Phases) -> Result<()> {
+        if phases.configure {
+            self.check_required(plans)?;
+        }
+        if phases.install {
+            self.install(plans)?;
+        }
+        if phases.configure {
+            for planned in plans {
+                if let Some(configure) = &planned.configure {
+                    self.configure(planned.component, configure)
+                        .with_context(|| format!("{}: configure failed", planned.component))?;
+                }
+            }
+        }
+        if phases.activate {
+            self.activate(plans)?;
+        }
+        Ok(())
+    }
+
+    /// Fails, before anything is changed, when a file the deployment needs is missing.
+    fn check_required(&self, plans: &[Planned]) -> Result<()> {
+        for planned in plans {
+            for required in planned.configure.iter().flat_map(|c| &c.required) {
+                if !self.target.path(&required.path).exists() {
+                    bail!(
+                        "{}: {} not found on the target ({})",
+                        planned.component,
+                        required.path.display(),
+                        required.why
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a change and, unless this is a dry run, notes what it owes activation
+    /// (before acting, so an interrupted run still restarts) and performs it.
+    fn change(
+        &mut self,
+        component: &str,
+        owed: Vec<Owed>,
+        what: String,
+        diff: Option<String>,
+        apply: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        self.report.record(component, &what, self.dry_run);
+        if let Some(diff) = diff.filter(|_| self.dry_run || self.verbose) {
+            print!("{diff}");
+        }
+        if !self.dry_run {
+            self.pending.add(owed)?;
+            apply()?;
+        }
+        Ok(())
+    }
+
+    fn install(&mut self, plans: &[Planned]) -> Result<()> {
+        let installed = dpkg::installed(self.target)?;
+        let mut missing: Vec<String> = Vec::new();
+        for planned in plans {
+            for package in &planned.install.packages {
+                if !installed.contains(package) && !missing.contains(package) {
+                    missing.push(package.clone());
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let wanting: Vec<&Planned> = plans
+                .iter()
+                .filter(|p| p.install.packages.iter().any(|pkg| missing.contains(pkg)))
+                .collect();
+            for planned in &wanting {
+                let theirs: Vec<&str> = planned
+                    .install
+                    .packages
+                    .iter()
+                    .filter(|p| missing.contains(p))
+                    .map(String::as_str)
+                    .collect();
+                self.report.record(
+                    planned.component,
+                    &format!("install packages {}", theirs.join(" ")),
+                    self.dry_run,
+                );
+            }
+            if !self.dry_run {
+                self.pending.add(
+                    wanting
+                        .iter()
+                        .map(|p| Owed::Component(p.component.to_owned())),
+                )?;
+                dpkg::install(self.target, &missing)?;
+                self.accounts = Accounts::read(self.target)?;
+            }
+        }
+        for planned in plans {
+            self.install_component(planned.component, &planned.install)
+                .with_context(|| format!("{}: install failed", planned.component))?;
+        }
+        Ok(())
+    }
+
+    fn install_component(&mut self, name: &str, plan: &InstallPlan) -> Result<()> {
+        let owed = || vec![Owed::Component(name.to_owned())];
+        for user in &plan.users {
+            let created = self.accounts.uid(&user.name).is_err();
+            for command in self.accounts.missing(user) {
+                let target = self.target;
+                self.change(
+                    name,
+                    owed(),
+                    format!("run {}", shell_words(&command)),
+                    None,
+                    || target.run(&command, &[]).map(drop),
+                )?;
+            }
+            self.accounts = Accounts::read(self.target)?;
+            if created {
+                let home = Dir {
+                    path: user.home.clone(),
+                    owner: Owner::new(&user.name, &user.group),
+                    mode: 0o755,
+                };
+                self.dir(name, &home, &owed())?;
+            }
+        }
+        for dir in &plan.dirs {
+            self.dir(name, dir, &owed())?;
+        }
+        for download in &plan.downloads {
+            let dest = self.target.path(&download.dest);
+            if download::needed(&dest, download)? {
+                let what = format!(
+                    "download {} to {}",
+                    download::describe(&download.source),
+                    download.dest.display()
+                );
+                let meta = self.meta(&Owner::root(), download.mode)?;
+                self.change(name, owed(), what, None, || {
+                    download::fetch(&dest, download, meta)
+                })?;
+            }
+        }
+        for file in &plan.files {
+            self.file(name, file, owed())?;
+        }
+        for path in &plan.removals {
+            self.removal(name, path, owed())?;
+        }
+        Ok(())
+    }
+
+    fn configure(&mut self, name: &str, plan: &ConfigurePlan) -> Result<()> {
+        let changes_before = self.report.count(name);
+        let mut backups = Vec::new();
+        let mut changed_paths = BTreeSet::new();
+        let owed_component = vec![Owed::Component(name.to_owned())];
+        for dir in &plan.dirs {
+            self.dir(name, dir, &owed_component)?;
+        }
+        for file in &plan.files {
+            let owed = match &file.restarts {
+                Restarts::Component => owed_component.clone(),
+                Restarts::Units(units) => units.iter().cloned().map(Owed::Unit).collect(),
+            };
+            if let Some(backup) = self.file(name, file, owed)? {
+                changed_paths.insert(file.path.clone());
+                backups.push(backup);
+            }
+        }
+        for generate in &plan.generates {
+            let Some(first) = generate.creates.first() else {
+                continue;
+            };
+            if self.target.path(first).exists() {
+                continue;
+            }
+            let target = self.target;
+            let ids = match &generate.owner {
+                Some(owner) => Some(self.meta(owner, 0)?),
+                None => None,
+            };
+            let what = format!(
+                "generate {} ({})",
+                first.display(),
+                shell_words(&generate.argv)
+            );
+            self.change(name, owed_component.clone(), what, None, || {
+                target.run(&generate.argv, &[])?;
+                for path in generate.creates.iter().map(|p| target.path(p)) {
+                    if let Some(ids) = ids {
+                        std::os::unix::fs::chown(&path, Some(ids.uid), Some(ids.gid))
+                            .with_context(|| format!("setting the owner of {}", path.display()))?;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        for path in &plan.removals {
+            self.removal(name, path, owed_component.clone())?;
+        }
+        if self.dry_run || self.report.count(name) == changes_before {
+            return Ok(());
+        }
+        let result = self.after_change(name, plan, &changed_paths);
+        if let Err(err) = result {
+            for backup in backups.iter().rev() {
+                backup.restore().with_context(|| {
+                    format!("restoring {} after a failed check", backup.path.display())
+                })?;
+            }
+            return Err(err.context(format!(
+                "restored {} changed file(s) to their previous content",
+                backups.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs change commands and validators after a component's files changed.
+    fn after_change(
+        &mut self,
+        name: &str,
+        plan: &ConfigurePlan,
+        changed: &BTreeSet<PathBuf>,
+    ) -> Result<()> {
+        for command in plan.on_change.iter().filter(|c| changed.contains(&c.path)) {
+            self.target.run(&command.argv, &[])?;
+            self.report
+                .record(name, &format!("run {}", shell_words(&command.argv)), false);
+        }
+        for validator in &plan.validators {
+            let output = self.target.run_unchecked(&validator.argv, &[])?;
+            let noisy =
+                validator.strict_stderr && !output.stderr.iter().all(u8::is_ascii_whitespace);
+            if !output.status.success() || noisy {
+                bail!(
+                    "validation failed: `{}` ({}):\n{}",
+                    shell_words(&validator.argv),
+                    output.status,
+                    tail(&output)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn activate(&mut self, plans: &[Planned]) -> Result<()> {
+        if !self.facts.systemd {
+            let owed: Vec<String> = self.pending.iter().map(Owed::to_string).collect();
+            println!(
+                "activate: no running systemd manages {}; nothing started{}",
+                self.target.root().display(),
+                if owed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pending: {})", owed.join(", "))
+                }
+            );
+            return Ok(());
+        }
+        if self.pending.contains(&Owed::DaemonReload) {
+            let target = self.target;
+            self.change("systemd", vec![], "daemon-reload".into(), None, || {
+                systemd::daemon_reload(target)
+            })?;
+            self.pending.remove(&[Owed::DaemonReload])?;
+        }
+        let units: Vec<String> = plans
+            .iter()
+            .filter_map(|p| p.activate.as_ref())
+            .flat_map(|a| a.services.iter().map(|s| s.unit.clone()))
+            .collect();
+        let states = systemd::states(self.target, &units)?;
+        for planned in plans {
+            let Some(activate) = &planned.activate else {
+                continue;
+            };
+            let name = planned.component;
+            let component_owed = Owed::Component(name.to_owned());
+            let restart_all = self.pending.contains(&component_owed);
+            let mut done = vec![component_owed];
+            for service in &activate.services {
+                let unit = service.unit.as_str();
+                let state = states.get(unit).cloned().unwrap_or_default();
+                let unit_owed = Owed::Unit(unit.to_owned());
+                let restart = restart_all || self.pending.contains(&unit_owed);
+                done.push(unit_owed);
+                if service.enabled != state.enabled() {
+                    let verb = if service.enabled { "enable" } else { "disable" };
+                    self.unit_action(name, verb, unit)?;
+                }
+                match (service.running, state.active) {
+                    (true, false) => self.unit_action(name, "start", unit)?,
+                    (true, true) if restart => self.unit_action(name, "restart", unit)?,
+                    (false, true) => self.unit_action(name, "stop", unit)?,
+                    _ => {}
+                }
+            }
+            if !self.dry_run {
+                self.pending.remove(&done)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn unit_action(&mut self, component: &str, verb: &str, unit: &str) -> Result<()> {
+        let target = self.target;
+        self.change(component, vec![], format!("{verb} {unit}"), None, || {
+            systemd::act(target, verb, unit)
+        })
+    }
+
+    /// Numeric owner and mode for `owner`; in a dry run, a user that install would create
+    /// resolves to a placeholder.
+    fn meta(&self, owner: &Owner, mode: u32) -> Result<Meta> {
+        let ids = self
+            .accounts
+            .uid(&owner.user)
+            .and_then(|uid| Ok((uid, self.accounts.gid(&owner.group)?)));
+        match ids {
+            Ok((uid, gid)) => Ok(Meta { uid, gid, mode }),
+            Err(_) if self.dry_run => Ok(Meta {
+                uid: u32::MAX,
+                gid: u32::MAX,
+                mode,
+            }),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn dir(&mut self, name: &str, dir: &Dir, owed: &[Owed]) -> Result<()> {
+        let path = self.target.path(&dir.path);
+        let meta = self.meta(&dir.owner, dir.mode)?;
+        let current = std::fs::metadata(&path).ok();
+        let matches = current.as_ref().is_some_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.is_dir()
+                && m.uid() == meta.uid
+                && m.gid() == meta.gid
+                && m.mode() & 0o7777 == meta.mode
+        });
+        if matches {
+            return Ok(());
+        }
+        let what = match current {
+            None => format!("create directory {}", dir.path.display()),
+            Some(_) => format!(
+                "set {}:{} {:o} on {}",
+                dir.owner.user,
+                dir.owner.group,
+                dir.mode,
+                dir.path.display()
+            ),
+        };
+        self.change(name, owed.to_vec(), what, None, || {
+            std::fs::create_dir_all(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            files::set_meta(&path, meta).map(drop)
+        })
+    }
+
+    /// Brings one file to its wanted state; returns the backup of what was there if it changed.
+    fn file(
+        &mut self,
+        name: &str,
+        file: &crate::plan::File,
+        mut owed: Vec<Owed>,
+    ) -> Result<Option<Backup>> {
+        let path = self.target.path(&file.path);
+        let meta = self.meta(&file.owner, file.mode)?;
+        let existing = Existing::read(&path)?;
+        let what = match &existing {
+            Existing::File { content, meta: m } if *content == file.content => {
+                if *m == meta {
+                    return Ok(None);
+                }
+                format!(
+                    "set {}:{} {:o} on {}",
+                    file.owner.user,
+                    file.owner.group,
+                    file.mode,
+                    file.path.display()
+                )
+            }
+            Existing::Missing => format!("create {}", file.path.display()),
+            _ => format!("update {}", file.path.display()),
+        };
+        let diff = (existing.content() != Some(&file.content[..]))
+            .then(|| files::diff(&file.path, existing.content(), &file.content));
+        if is_unit_file(&file.path) {
+            owed.push(Owed::DaemonReload);
+        }
+        self.change(name, owed, what, diff, || {
+            files::write_atomic(&path, &file.content, meta)
+        })?;
+        Ok(Some(Backup {
+            path,
+            previous: existing,
+        }))
+    }
+
+    fn removal(&mut self, name: &str, path: &Path, owed: Vec<Owed>) -> Result<()> {
+        let full = self.target.path(path);
+        if std::fs::symlink_metadata(&full).is_err() {
+            return Ok(());
+        }
+        let mut owed = owed;
+        if is_unit_file(path) {
+            owed.push(Owed::DaemonReload);
+        }
+        self.change(
+            name,
+            owed,
+            format!("remove {}", path.display()),
+            None,
+            || files::remove(&full).map(drop),
+        )
+    }
+}
+
+fn is_unit_file(path: &Path) -> bool {
+    [
+        "/etc/systemd/system/",
+        "/lib/systemd/system/",
+        "/usr/lib/systemd/system/",
+    ]
+    .iter()
+    .any(|dir| path.starts_with(dir))
+}
+
+impl std::fmt::Display for Owed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owed::DaemonReload => f.write_str("daemon-reload"),
+            Owed::Component(name) => write!(f, "restart of {name}'s services"),
+            Owed::Unit(unit) => write!(f, "restart of {unit}"),
+        }
+    }
+}

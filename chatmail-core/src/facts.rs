@@ -1,0 +1,55 @@
+//! Facts about the target that decide defaults: architecture, systemd, container.
+
+use serde::Serialize;
+
+use crate::target::Target;
+
+/// What the engine found out about the target before planning.
+#[derive(Debug, Clone, Serialize)]
+pub struct Facts {
+    /// Kernel architecture name as `uname -m` prints it (`x86_64`, `aarch64`).
+    pub arch: String,
+    /// Debian's name for it (`amd64`, `arm64`).
+    pub deb_arch: String,
+    /// A running systemd manages the target (false for `--root` directories and containers).
+    pub systemd: bool,
+    /// The target is a container (port checks and sysctls do not apply).
+    pub container: bool,
+}
+
+impl Facts {
+    /// Detects the facts of `target`.
+    pub fn detect(target: &Target) -> Facts {
+        let arch = std::env::consts::ARCH.to_owned();
+        let local = target.is_host_root();
+        Facts {
+            deb_arch: deb_arch(&arch).to_owned(),
+            arch,
+            systemd: local && std::path::Path::new("/run/systemd/system").is_dir(),
+            container: local && in_container(),
+        }
+    }
+}
+
+/// Debian's architecture name for a kernel architecture name.
+pub fn deb_arch(arch: &str) -> &str {
+    match arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" | "i686" => "i386",
+        "arm" => "armhf",
+        other => other,
+    }
+}
+
+fn in_container() -> bool {
+    if std::path::Path::new("/.dockerenv").exists()
+        || std::path::Path::new("/run/.containerenv").exists()
+    {
+        return true;
+    }
+    let environ = std::fs::read("/proc/1/environ").unwrap_or_default();
+    environ
+        .split(|b| *b == 0)
+        .any(|var| var.starts_with(b"container="))
+}

@@ -1,0 +1,231 @@
+//! Files and directories on the target: comparing with the wanted state, atomic writes with
+//! owner and mode, unified diffs, and backups for rolling back a failed validation.
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// Numeric owner and mode as they are (or should be) on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+}
+
+/// What is at a path now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Existing {
+    Missing,
+    File {
+        content: Vec<u8>,
+        meta: Meta,
+    },
+    /// A symlink, directory or device: replaced by the wanted file.
+    Other,
+}
+
+impl Existing {
+    pub fn read(path: &Path) -> Result<Existing> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Existing::Missing),
+            Err(err) => return Err(err).with_context(|| format!("inspecting {}", path.display())),
+        };
+        if !meta.file_type().is_file() {
+            return Ok(Existing::Other);
+        }
+        let content = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(Existing::File {
+            content,
+            meta: Meta {
+                uid: meta.uid(),
+                gid: meta.gid(),
+                mode: meta.mode() & 0o7777,
+            },
+        })
+    }
+
+    pub fn content(&self) -> Option<&[u8]> {
+        match self {
+            Existing::File { content, .. } => Some(content),
+            _ => None,
+        }
+    }
+}
+
+/// Writes `content` to `path` atomically (temporary file in the same directory, then rename),
+/// with the given owner and mode already set when it appears. Creates missing parents.
+pub fn write_atomic(path: &Path, content: &[u8], meta: Meta) -> Result<()> {
+    let parent = path
+        .parent()
+        .with_context(|| format!("{} has no parent directory", path.display()))?;
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".cmdeploy-")
+        .tempfile_in(parent)
+        .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
+    temp.write_all(content)
+        .and_then(|()| temp.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::os::unix::fs::fchown(temp.as_file(), Some(meta.uid), Some(meta.gid))
+        .with_context(|| format!("setting the owner of {}", path.display()))?;
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(meta.mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        std::fs::remove_dir_all(path)
+            .with_context(|| format!("removing directory {}", path.display()))?;
+    }
+    temp.persist(path)
+        .with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
+
+/// Sets owner and mode of `path` if they differ; true if something changed.
+pub fn set_meta(path: &Path, meta: Meta) -> Result<bool> {
+    let current =
+        std::fs::metadata(path).with_context(|| format!("inspecting {}", path.display()))?;
+    let mut changed = false;
+    if (current.uid(), current.gid()) != (meta.uid, meta.gid) {
+        std::os::unix::fs::chown(path, Some(meta.uid), Some(meta.gid))
+            .with_context(|| format!("setting the owner of {}", path.display()))?;
+        changed = true;
+    }
+    if current.mode() & 0o7777 != meta.mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode))
+            .with_context(|| format!("setting the mode of {}", path.display()))?;
+        changed = true;
+    }
+    Ok(changed)
+}
+
+/// A unified diff from `old` (None: the file does not exist) to `new`, labelled with `path`.
+pub fn diff(path: &Path, old: Option<&[u8]>, new: &[u8]) -> String {
+    let label = path.display().to_string();
+    match (old.map(std::str::from_utf8), std::str::from_utf8(new)) {
+        (Some(Err(_)), _) | (_, Err(_)) => format!("binary file {label} differs\n"),
+        (old, Ok(new)) => {
+            let old = old.and_then(Result::ok).unwrap_or_default();
+            similar::TextDiff::from_lines(old, new)
+                .unified_diff()
+                .context_radius(3)
+                .header(
+                    &format!("{label} (on target)"),
+                    &format!("{label} (planned)"),
+                )
+                .to_string()
+        }
+    }
+}
+
+/// The previous state of a file, to put back when validation fails.
+#[derive(Debug)]
+pub struct Backup {
+    pub path: PathBuf,
+    pub previous: Existing,
+}
+
+impl Backup {
+    pub fn restore(&self) -> Result<()> {
+        match &self.previous {
+            Existing::File { content, meta } => write_atomic(&self.path, content, *meta),
+            Existing::Missing | Existing::Other => match std::fs::remove_file(&self.path) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    Err(err).with_context(|| format!("removing {}", self.path.display()))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+/// Removes a file or directory tree; true if something was there.
+pub fn remove(path: &Path) -> Result<bool> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(err) => return Err(err).with_context(|| format!("inspecting {}", path.display())),
+    };
+    if meta.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
+    .with_context(|| format!("removing {}", path.display()))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The current user's ids, so the tests run unprivileged too.
+    fn me(mode: u32) -> Meta {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = std::fs::metadata(dir.path()).unwrap();
+        Meta {
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode,
+        }
+    }
+
+    #[test]
+    fn atomic_write_sets_mode_and_replaces_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("etc/resolv.conf");
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink("/nonexistent", &target).unwrap();
+        assert_eq!(Existing::read(&target).unwrap(), Existing::Other);
+        write_atomic(&target, b"nameserver 127.0.0.1\n", me(0o640)).unwrap();
+        match Existing::read(&target).unwrap() {
+            Existing::File { content, meta } => {
+                assert_eq!(content, b"nameserver 127.0.0.1\n");
+                assert_eq!(meta.mode, 0o640);
+            }
+            other => panic!("{other:?}"),
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(target.parent().unwrap())
+            .unwrap()
+            .collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn backups_restore_content_or_remove_new_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.conf");
+        write_atomic(&old, b"before\n", me(0o644)).unwrap();
+        let backup = Backup {
+            path: old.clone(),
+            previous: Existing::read(&old).unwrap(),
+        };
+        write_atomic(&old, b"after\n", me(0o600)).unwrap();
+        backup.restore().unwrap();
+        assert_eq!(std::fs::read(&old).unwrap(), b"before\n");
+        assert_eq!(std::fs::metadata(&old).unwrap().mode() & 0o777, 0o644);
+
+        let new = dir.path().join("new.conf");
+        let backup = Backup {
+            path: new.clone(),
+            previous: Existing::read(&new).unwrap(),
+        };
+        write_atomic(&new, b"x", me(0o644)).unwrap();
+        backup.restore().unwrap();
+        assert!(!new.exists());
+    }
+
+    #[test]
+    fn diffs_are_unified_and_labelled() {
+        let text = diff(Path::new("/etc/x.conf"), Some(b"a\nb\n"), b"a\nc\n");
+        assert!(text.contains("--- /etc/x.conf (on target)"), "{text}");
+        assert!(text.contains("-b\n+c\n"), "{text}");
+        assert_eq!(
+            diff(Path::new("/k"), Some(&[0xff]), b"x"),
+            "binary file /k differs\n"
+        );
+    }
+}

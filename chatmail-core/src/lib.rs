@@ -1,0 +1,41 @@
+//! The engine of `cmdeploy`: components declare the state they want, the engine makes the
+//! target match it.
+//!
+//! For component authors (the stable surface):
+//! - [`Component`] and [`register!`]: implement the three phases and register the component.
+//! - [`plan`]: the contexts the phases fill in ([`Install`], [`Configure`], [`Activate`]) and
+//!   the items they hold (files, users, downloads, services, ...).
+//! - [`config`]: the deployment settings (`chatmail.ini`), re-exported from `chatmail-config`.
+//! - [`Facts`]: what is known about the target (architecture, systemd, container).
+//!
+//! For front ends (the `cmdeploy` CLI):
+//! - [`Registry`]: every linked component, ordered by `after`.
+//! - [`engine`]: planning and executing phases, with dry runs and pending restarts.
+//! - [`Target`]: `/` or a `--root` directory, and how commands run there.
+//! - [`Templates`]: built-in templates and operator overrides.
+
+mod accounts;
+mod component;
+mod download;
+mod dpkg;
+pub mod engine;
+mod facts;
+mod files;
+pub mod plan;
+mod report;
+mod state;
+mod systemd;
+mod target;
+mod template;
+
+pub use chatmail_config as config;
+pub use component::{Component, Registration, Registry};
+pub use facts::{Facts, deb_arch};
+pub use plan::{Activate, Configure, Install};
+pub use report::Report;
+pub use state::{PENDING_PATH, RunLock};
+pub use target::{ProcMount, Target, argv};
+pub use template::Templates;
+
+#[doc(hidden)]
+pub use inventory;

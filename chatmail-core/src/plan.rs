@@ -1,0 +1,430 @@
+//! What components declare: the three phase contexts they fill in, and the items they hold.
+//!
+//! A component never acts; it describes the state it wants. [`Install`] deliberately holds no
+//! configuration, so nothing installed can depend on a deployment setting. [`Configure`] and
+//! [`Activate`] see the settings.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::facts::Facts;
+use crate::template::Templates;
+
+/// Who owns a file or directory, by name (resolved on the target).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Owner {
+    pub user: String,
+    pub group: String,
+}
+
+impl Owner {
+    /// `root:root`, the owner of nearly every config file.
+    pub fn root() -> Self {
+        Owner::new("root", "root")
+    }
+
+    pub fn new(user: &str, group: &str) -> Self {
+        Owner {
+            user: user.to_owned(),
+            group: group.to_owned(),
+        }
+    }
+}
+
+/// A system user with its primary group and supplementary groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub name: String,
+    /// Primary group; created if missing. Defaults to a group of the user's name.
+    pub group: String,
+    pub extra_groups: Vec<String>,
+    pub home: PathBuf,
+}
+
+impl User {
+    /// A system user `name` with a same-named group and home `/home/<name>`.
+    pub fn system(name: &str) -> Self {
+        User {
+            name: name.to_owned(),
+            group: name.to_owned(),
+            extra_groups: Vec::new(),
+            home: PathBuf::from(format!("/home/{name}")),
+        }
+    }
+
+    /// Adds supplementary groups (created if missing).
+    pub fn extra_groups(mut self, groups: &[&str]) -> Self {
+        self.extra_groups = groups.iter().map(|g| (*g).to_owned()).collect();
+        self
+    }
+}
+
+/// A directory with owner and mode (applied to the last path component only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dir {
+    pub path: PathBuf,
+    pub owner: Owner,
+    pub mode: u32,
+}
+
+/// Which services a changed file restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Restarts {
+    /// Every service the component declares as running.
+    Component,
+    /// Exactly these units.
+    Units(Vec<String>),
+}
+
+/// A file with exact content, owner and mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct File {
+    pub path: PathBuf,
+    #[serde(skip)]
+    pub content: Vec<u8>,
+    /// The template it was rendered from, if any (for `cmdeploy list`).
+    pub template: Option<String>,
+    pub owner: Owner,
+    pub mode: u32,
+    pub restarts: Restarts,
+}
+
+/// A binary fetched by URL, verified by its sha256 (of the extracted member for tarballs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Download {
+    pub dest: PathBuf,
+    pub source: DownloadSource,
+    pub sha256: String,
+    /// For `.tar.gz` sources: the archive member to install.
+    pub extract: Option<String>,
+    pub mode: u32,
+}
+
+/// Where a download comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum DownloadSource {
+    Url(String),
+    /// A file on the machine running cmdeploy (offline installs, locally built binaries).
+    Local(PathBuf),
+}
+
+/// A command that creates files once (keys, certificates) and never runs while they exist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Generate {
+    /// The files it creates; it runs when the first one is missing.
+    pub creates: Vec<PathBuf>,
+    pub argv: Vec<String>,
+    /// Owner given to the created files afterwards (their modes are the command's).
+    pub owner: Option<Owner>,
+}
+
+/// A file the deployment needs but does not create (e.g. externally managed certificates).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Required {
+    pub path: PathBuf,
+    /// Why it is needed, e.g. "named by tls_external_cert_and_key".
+    pub why: String,
+}
+
+/// A command run after one of its files changed (e.g. `postmap`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OnChange {
+    pub path: PathBuf,
+    pub argv: Vec<String>,
+}
+
+/// A check of the component's configuration by the real program, run before any restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Validator {
+    pub argv: Vec<String>,
+    /// Treat any output on stderr as failure (Postfix prints warnings but exits 0).
+    pub strict_stderr: bool,
+}
+
+/// A systemd unit and the state it should be in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Service {
+    pub unit: String,
+    pub running: bool,
+    pub enabled: bool,
+}
+
+impl Service {
+    /// A unit that should be running and enabled at boot.
+    pub fn running(unit: &str) -> Self {
+        Service {
+            unit: unit.to_owned(),
+            running: true,
+            enabled: true,
+        }
+    }
+
+    /// A unit that should be stopped and disabled (timer-driven or obsolete).
+    pub fn stopped(unit: &str) -> Self {
+        Service {
+            unit: unit.to_owned(),
+            running: false,
+            enabled: false,
+        }
+    }
+}
+
+/// What a component installs: the same for every relay.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct InstallPlan {
+    pub packages: Vec<String>,
+    pub users: Vec<User>,
+    pub dirs: Vec<Dir>,
+    pub files: Vec<File>,
+    pub downloads: Vec<Download>,
+    pub removals: Vec<PathBuf>,
+}
+
+/// What a component writes for one deployment.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ConfigurePlan {
+    pub dirs: Vec<Dir>,
+    pub files: Vec<File>,
+    pub generates: Vec<Generate>,
+    pub on_change: Vec<OnChange>,
+    pub validators: Vec<Validator>,
+    pub removals: Vec<PathBuf>,
+    pub required: Vec<Required>,
+}
+
+/// Which services a component runs.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ActivatePlan {
+    pub services: Vec<Service>,
+}
+
+/// The install phase's context: facts about the target and the component's templates, but no
+/// deployment settings.
+#[derive(Debug)]
+pub struct Install<'a> {
+    pub facts: &'a Facts,
+    templates: &'a Templates,
+    component: &'static str,
+    pub(crate) plan: InstallPlan,
+}
+
+/// The configure phase's context: the deployment settings plus everything install has.
+#[derive(Debug)]
+pub struct Configure<'a> {
+    pub config: &'a Config,
+    pub facts: &'a Facts,
+    templates: &'a Templates,
+    component: &'static str,
+    pub(crate) plan: ConfigurePlan,
+}
+
+/// The activate phase's context.
+#[derive(Debug)]
+pub struct Activate<'a> {
+    pub config: &'a Config,
+    pub facts: &'a Facts,
+    pub(crate) plan: ActivatePlan,
+}
+
+fn file(path: &str, content: Vec<u8>, template: Option<String>) -> File {
+    File {
+        path: PathBuf::from(path),
+        content,
+        template,
+        owner: Owner::root(),
+        mode: 0o644,
+        restarts: Restarts::Component,
+    }
+}
+
+/// Adjusts a file just declared: owner, mode and which services it restarts.
+#[derive(Debug)]
+pub struct FileRef<'p> {
+    file: &'p mut File,
+}
+
+impl FileRef<'_> {
+    pub fn owner(self, user: &str, group: &str) -> Self {
+        self.file.owner = Owner::new(user, group);
+        self
+    }
+
+    pub fn mode(self, mode: u32) -> Self {
+        self.file.mode = mode;
+        self
+    }
+
+    /// Restart exactly these units when the file changes (instead of all the component's).
+    pub fn restarts(self, units: &[&str]) -> Self {
+        self.file.restarts = Restarts::Units(units.iter().map(|u| (*u).to_owned()).collect());
+        self
+    }
+}
+
+impl<'a> Install<'a> {
+    pub(crate) fn new(facts: &'a Facts, templates: &'a Templates, component: &'static str) -> Self {
+        Install {
+            facts,
+            templates,
+            component,
+            plan: InstallPlan::default(),
+        }
+    }
+
+    /// Debian packages to have installed (one batched `apt-get install` for all components).
+    pub fn packages(&mut self, names: &[&str]) {
+        self.plan
+            .packages
+            .extend(names.iter().map(|n| (*n).to_owned()));
+    }
+
+    pub fn user(&mut self, user: User) {
+        self.plan.users.push(user);
+    }
+
+    pub fn dir(&mut self, path: &str, owner: Owner, mode: u32) {
+        self.plan.dirs.push(Dir {
+            path: path.into(),
+            owner,
+            mode,
+        });
+    }
+
+    /// A file whose content is the same for every relay.
+    pub fn file(&mut self, path: &str, content: impl Into<Vec<u8>>) -> FileRef<'_> {
+        push(&mut self.plan.files, file(path, content.into(), None))
+    }
+
+    /// A file rendered from one of the component's templates with no deployment settings.
+    pub fn template(&mut self, path: &str, template: &str) -> Result<FileRef<'_>> {
+        let name = format!("{}/{template}", self.component);
+        let content = self.templates.render(&name, minijinja::context! {})?;
+        Ok(push(
+            &mut self.plan.files,
+            file(path, content.into_bytes(), Some(name)),
+        ))
+    }
+
+    pub fn download(&mut self, download: Download) {
+        self.plan.downloads.push(download);
+    }
+
+    /// A file or directory left behind by older releases, removed if present.
+    pub fn remove(&mut self, path: &str) {
+        self.plan.removals.push(path.into());
+    }
+}
+
+impl<'a> Configure<'a> {
+    pub(crate) fn new(
+        config: &'a Config,
+        facts: &'a Facts,
+        templates: &'a Templates,
+        component: &'static str,
+    ) -> Self {
+        Configure {
+            config,
+            facts,
+            templates,
+            component,
+            plan: ConfigurePlan::default(),
+        }
+    }
+
+    pub fn dir(&mut self, path: impl AsRef<Path>, owner: Owner, mode: u32) {
+        self.plan.dirs.push(Dir {
+            path: path.as_ref().to_owned(),
+            owner,
+            mode,
+        });
+    }
+
+    /// A file with the given content.
+    pub fn file(&mut self, path: impl AsRef<Path>, content: impl Into<Vec<u8>>) -> FileRef<'_> {
+        let path = path.as_ref().to_string_lossy().into_owned();
+        push(&mut self.plan.files, file(&path, content.into(), None))
+    }
+
+    /// A file rendered from the component's `template`, which sees `config` (the settings),
+    /// `facts` (the target) and `vars` (the component's own values).
+    pub fn template(
+        &mut self,
+        path: impl AsRef<Path>,
+        template: &str,
+        vars: impl Serialize,
+    ) -> Result<FileRef<'_>> {
+        let name = format!("{}/{template}", self.component);
+        let context = minijinja::context! {
+            config => self.config,
+            facts => self.facts,
+            vars => minijinja::Value::from_serialize(&vars),
+        };
+        let content = self
+            .templates
+            .render(&name, context)
+            .with_context(|| format!("rendering {}", path.as_ref().display()))?;
+        let path = path.as_ref().to_string_lossy().into_owned();
+        Ok(push(
+            &mut self.plan.files,
+            file(&path, content.into_bytes(), Some(name)),
+        ))
+    }
+
+    /// Runs `argv` once to create `creates` (a key, a certificate); never while they exist.
+    pub fn generate(&mut self, generate: Generate) {
+        self.plan.generates.push(generate);
+    }
+
+    /// Runs `argv` whenever `path` (declared by this component) changed.
+    pub fn on_change(&mut self, path: &str, argv: &[&str]) {
+        self.plan.on_change.push(OnChange {
+            path: path.into(),
+            argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+        });
+    }
+
+    /// Checks the component's configuration with the real program after its files changed.
+    pub fn validate(&mut self, argv: &[&str], strict_stderr: bool) {
+        self.plan.validators.push(Validator {
+            argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+            strict_stderr,
+        });
+    }
+
+    pub fn remove(&mut self, path: &str) {
+        self.plan.removals.push(path.into());
+    }
+
+    /// Fails the run before anything is touched unless `path` exists on the target.
+    pub fn require_file(&mut self, path: impl AsRef<Path>, why: &str) {
+        self.plan.required.push(Required {
+            path: path.as_ref().to_owned(),
+            why: why.to_owned(),
+        });
+    }
+}
+
+impl<'a> Activate<'a> {
+    pub(crate) fn new(config: &'a Config, facts: &'a Facts) -> Self {
+        Activate {
+            config,
+            facts,
+            plan: ActivatePlan::default(),
+        }
+    }
+
+    pub fn service(&mut self, service: Service) {
+        self.plan.services.push(service);
+    }
+}
+
+fn push(files: &mut Vec<File>, file: File) -> FileRef<'_> {
+    let index = files.len();
+    files.push(file);
+    FileRef {
+        file: &mut files[index],
+    }
+}

@@ -1,0 +1,61 @@
+//! What a run changed (or, in a dry run, would change), per component, in run order.
+
+/// The changes of one run.
+#[derive(Debug, Default)]
+pub struct Report {
+    components: Vec<(String, Vec<String>)>,
+}
+
+impl Report {
+    /// Notes a change and prints it as it happens.
+    pub fn record(&mut self, component: &str, what: &str, dry_run: bool) {
+        let prefix = if dry_run { "would " } else { "" };
+        println!("{component}: {prefix}{what}");
+        match self
+            .components
+            .iter_mut()
+            .find(|(name, _)| name == component)
+        {
+            Some((_, changes)) => changes.push(what.to_owned()),
+            None => self
+                .components
+                .push((component.to_owned(), vec![what.to_owned()])),
+        }
+    }
+
+    /// How many changes `component` has had so far.
+    pub fn count(&self, component: &str) -> usize {
+        self.components
+            .iter()
+            .find(|(name, _)| name == component)
+            .map_or(0, |(_, changes)| changes.len())
+    }
+
+    /// Total number of changes.
+    pub fn total(&self) -> usize {
+        self.components.iter().map(|(_, c)| c.len()).sum()
+    }
+
+    /// The per-component summary printed at the end of a run.
+    pub fn summary(&self, components: &[&str], dry_run: bool) -> String {
+        let width = components.iter().map(|c| c.len()).max().unwrap_or(0);
+        let mut out = String::new();
+        for name in components {
+            let count = self.count(name);
+            let text = match (count, dry_run) {
+                (0, _) => "unchanged".to_owned(),
+                (n, true) => format!("{n} change(s) planned"),
+                (n, false) => format!("{n} change(s)"),
+            };
+            out.push_str(&format!("  {name:width$}  {text}\n"));
+        }
+        if let Some((_, changes)) = self.components.iter().find(|(name, _)| name == "systemd") {
+            out.push_str(&format!(
+                "  {:width$}  {} change(s)\n",
+                "systemd",
+                changes.len()
+            ));
+        }
+        out
+    }
+}

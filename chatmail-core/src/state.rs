@@ -1,0 +1,153 @@
+//! State the engine keeps between runs: pending restarts on the target, and the run lock.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use crate::files::{self, Meta};
+use crate::target::Target;
+
+/// Where pending restarts live on the target.
+pub const PENDING_PATH: &str = "/var/lib/cmdeploy/pending-restarts";
+
+/// One thing activation still owes the target.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Owed {
+    /// `systemctl daemon-reload` (a unit file changed).
+    DaemonReload,
+    /// Restart every running service of a component.
+    Component(String),
+    /// Restart one unit.
+    Unit(String),
+}
+
+impl Owed {
+    fn line(&self) -> String {
+        match self {
+            Owed::DaemonReload => "daemon-reload".to_owned(),
+            Owed::Component(name) => format!("component {name}"),
+            Owed::Unit(unit) => format!("unit {unit}"),
+        }
+    }
+
+    fn parse(line: &str) -> Option<Owed> {
+        match line.split_once(' ') {
+            None if line == "daemon-reload" => Some(Owed::DaemonReload),
+            Some(("component", name)) => Some(Owed::Component(name.to_owned())),
+            Some(("unit", unit)) => Some(Owed::Unit(unit.to_owned())),
+            _ => None,
+        }
+    }
+}
+
+/// Restarts that configure (or install) made necessary and activate has not done yet.
+/// Written before the change they stem from, cleared only after a successful activation,
+/// so a run that is interrupted, or split into `--phase configure` and `--phase activate`,
+/// still restarts the right services.
+#[derive(Debug)]
+pub struct Pending {
+    path: PathBuf,
+    owed: BTreeSet<Owed>,
+    persist: bool,
+}
+
+impl Pending {
+    /// Loads the pending restarts of `target`; `persist = false` (dry runs) never writes.
+    pub fn load(target: &Target, persist: bool) -> Result<Pending> {
+        let path = target.path(PENDING_PATH);
+        let owed = match std::fs::read_to_string(&path) {
+            Ok(text) => text.lines().filter_map(Owed::parse).collect(),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+            Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+        };
+        Ok(Pending {
+            path,
+            owed,
+            persist,
+        })
+    }
+
+    pub fn contains(&self, owed: &Owed) -> bool {
+        self.owed.contains(owed)
+    }
+
+    /// Records `owed` (saved at once).
+    pub fn add(&mut self, owed: impl IntoIterator<Item = Owed>) -> Result<()> {
+        let before = self.owed.len();
+        self.owed.extend(owed);
+        if self.owed.len() != before {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// Forgets `owed` once done (saved at once).
+    pub fn remove(&mut self, owed: &[Owed]) -> Result<()> {
+        let before = self.owed.len();
+        self.owed.retain(|o| !owed.contains(o));
+        if self.owed.len() != before {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Owed> {
+        self.owed.iter()
+    }
+
+    fn save(&self) -> Result<()> {
+        if !self.persist {
+            return Ok(());
+        }
+        if self.owed.is_empty() {
+            files::remove(&self.path)?;
+            return Ok(());
+        }
+        let text: String = self.owed.iter().map(|o| o.line() + "\n").collect();
+        files::write_atomic(
+            &self.path,
+            text.as_bytes(),
+            Meta {
+                uid: 0,
+                gid: 0,
+                mode: 0o644,
+            },
+        )
+    }
+}
+
+/// An exclusive lock on a target, held for the duration of a run.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    /// Takes the lock of `target`, kept on this machine (outside the target directory, so
+    /// even a dry run of a directory target changes nothing in it).
+    pub fn acquire(target: &Target) -> Result<RunLock> {
+        let dir = PathBuf::from("/run/lock/cmdeploy");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let name: String = target
+            .root()
+            .to_string_lossy()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let path = dir.join(format!("{name}.lock"));
+        let file = File::create(&path).with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "another cmdeploy run is deploying {} (lock {}); wait for it to finish",
+                target.root().display(),
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(err)) => {
+                Err(err).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+    }
+}

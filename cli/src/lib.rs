@@ -1,0 +1,74 @@
+//! `cmdeploy`, the command line of the chatmail relay deploy tool, as a library: a third party
+//! builds its own binary from our components, theirs, and [`main`].
+//!
+//! - [`components`]: links the built-in component crates.
+//! - `init`, `run`, `list`, `show`: one module per subcommand.
+
+pub mod components;
+mod init;
+mod list;
+mod run;
+mod show;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+/// Deploy and operate a chatmail relay.
+#[derive(Debug, Parser)]
+#[command(name = "cmdeploy", version, about, long_about = None)]
+struct Cli {
+    /// The relay's settings file.
+    #[arg(
+        long,
+        global = true,
+        env = "CHATMAIL_INI",
+        default_value = "chatmail.ini"
+    )]
+    config: PathBuf,
+
+    /// Print every command as it runs, and diffs of changed files.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a commented chatmail.ini for DOMAIN.
+    Init(init::Args),
+    /// Deploy the relay: install, configure and activate its components.
+    Run(run::Args),
+    /// List the components in order with their packages, files and services.
+    List,
+    /// Print the effective settings and where each came from.
+    Config,
+}
+
+/// Runs the command line with the components linked into this binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => Cli::command().print_help().map_err(Into::into),
+        Some(Command::Init(args)) => init::run(&cli.config, &args),
+        Some(Command::Run(args)) => run::run(&cli.config, cli.verbose, &args),
+        Some(Command::List) => list::run(&cli.config),
+        Some(Command::Config) => show::run(&cli.config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads the settings, with `CHATMAIL_<KEY>` overrides from the environment.
+fn load_config(path: &std::path::Path) -> anyhow::Result<chatmail_core::config::Config> {
+    let env = |name: &str| std::env::var(name).ok();
+    Ok(chatmail_core::config::Config::load_with_env(path, &env)?)
+}

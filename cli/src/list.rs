@@ -1,0 +1,53 @@
+//! `cmdeploy list`: the components in run order with what each declares.
+
+use std::path::Path;
+
+use anyhow::Result;
+use chatmail_core::engine;
+use chatmail_core::{Facts, Registry, Target, Templates};
+
+pub fn run(config_path: &Path) -> Result<()> {
+    let registry = Registry::linked()?;
+    let components = registry.select(&[], &[])?;
+    let config = crate::load_config(config_path);
+    let facts = Facts::detect(&Target::new(Path::new("/"), false)?);
+    let templates = Templates::new(&components, None)?;
+    let plans = engine::plan(&components, config.as_ref().ok(), &facts, &templates)?;
+    if let Err(err) = &config {
+        println!("(no configure or activate details: {err:#})\n");
+    }
+    for (component, planned) in components.iter().zip(&plans) {
+        let state = match (&config, &planned.configure) {
+            (Err(_), _) => "",
+            (Ok(_), Some(_)) => "",
+            (Ok(_), None) => "  (not used by this config)",
+        };
+        println!("{}{state}", component.name());
+        if !component.after().is_empty() {
+            println!("  after:    {}", component.after().join(", "));
+        }
+        let install = &planned.install;
+        if !install.packages.is_empty() {
+            println!("  packages: {}", install.packages.join(" "));
+        }
+        let files = install
+            .files
+            .iter()
+            .chain(planned.configure.iter().flat_map(|c| &c.files));
+        for file in files {
+            println!("  file:     {}", file.path.display());
+        }
+        for download in &install.downloads {
+            println!("  binary:   {}", download.dest.display());
+        }
+        for service in planned.activate.iter().flat_map(|a| &a.services) {
+            let state = if service.running {
+                "running"
+            } else {
+                "stopped"
+            };
+            println!("  service:  {} ({state})", service.unit);
+        }
+    }
+    Ok(())
+}

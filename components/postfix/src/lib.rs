@@ -1,0 +1,69 @@
+//! `postfix`: the MTA. Port 25 for other servers, 465/587 for users, both through filtermail
+//! before the queue; local delivery to Dovecot over LMTP; DKIM signing through OpenDKIM.
+
+use anyhow::Result;
+use chatmail_core::plan::{Service, User};
+use chatmail_core::{Activate, Component, Configure, Install, register};
+use include_dir::{Dir, include_dir};
+
+static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templates/postfix");
+
+/// The mail transfer agent.
+#[derive(Debug)]
+pub struct Postfix;
+
+/// The lookup tables, the same on every relay.
+const TABLES: [&str; 4] = [
+    "submission_header_cleanup",
+    "lmtp_header_cleanup",
+    "smtp_tls_policy_map",
+    "login_map",
+];
+
+impl Component for Postfix {
+    fn name(&self) -> &'static str {
+        "postfix"
+    }
+
+    /// Dovecot creates the auth and LMTP sockets in Postfix's spool; OpenDKIM the milter
+    /// socket directory and the group Postfix joins.
+    fn after(&self) -> &'static [&'static str] {
+        &["base", "tls", "dovecot", "opendkim"]
+    }
+
+    fn templates(&self) -> Option<&'static Dir<'static>> {
+        Some(&TEMPLATES)
+    }
+
+    fn install(&self, install: &mut Install<'_>) -> Result<()> {
+        install.packages(&["postfix"]);
+        install.user(User::system("postfix").extra_groups(&["opendkim"]));
+        install.template(
+            "/etc/systemd/system/postfix@.service.d/10_restart.conf",
+            "10_restart.conf",
+        )?;
+        Ok(())
+    }
+
+    fn configure(&self, configure: &mut Configure<'_>) -> Result<()> {
+        configure.template("/etc/postfix/main.cf", "main.cf.j2", ())?;
+        configure.template("/etc/postfix/master.cf", "master.cf.j2", ())?;
+        for table in TABLES {
+            configure.template(format!("/etc/postfix/{table}"), table, ())?;
+        }
+        configure.on_change(
+            "/etc/postfix/smtp_tls_policy_map",
+            &["postmap", "/etc/postfix/smtp_tls_policy_map"],
+        );
+        // postconf exits 0 on unknown or misspelled settings but warns on stderr.
+        configure.validate(&["postconf"], true);
+        Ok(())
+    }
+
+    fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
+        activate.service(Service::running("postfix.service"));
+        Ok(())
+    }
+}
+
+register!(Postfix);

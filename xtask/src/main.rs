@@ -1,0 +1,5 @@
+//! `cargo xtask`: developer tasks.
+
+fn main() -> anyhow::Result<()> {
+    anyhow::bail!("no tasks yet")
+}
