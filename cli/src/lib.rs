@@ -43,7 +43,7 @@ enum Command {
     /// Deploy the relay: install, configure and activate its components.
     Run(run::Args),
     /// List the components in order with their packages, files and services.
-    List,
+    List(list::Args),
     /// Print the effective settings and where each came from.
     Config,
 }
@@ -55,7 +55,7 @@ pub fn main() -> ExitCode {
         None => Cli::command().print_help().map_err(Into::into),
         Some(Command::Init(args)) => init::run(&cli.config, &args),
         Some(Command::Run(args)) => run::run(&cli.config, cli.verbose, &args),
-        Some(Command::List) => list::run(&cli.config),
+        Some(Command::List(args)) => list::run(&cli.config, &args),
         Some(Command::Config) => show::run(&cli.config),
     };
     match result {

@@ -6,13 +6,30 @@ use anyhow::Result;
 use chatmail_core::engine;
 use chatmail_core::{Facts, Registry, Target, Templates};
 
-pub fn run(config_path: &Path) -> Result<()> {
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print only the Debian packages the install phase wants, one per line.
+    #[arg(long)]
+    packages: bool,
+}
+
+pub fn run(config_path: &Path, args: &Args) -> Result<()> {
     let registry = Registry::linked()?;
     let components = registry.select(&[], &[])?;
     let config = crate::load_config(config_path);
     let facts = Facts::detect(&Target::new(Path::new("/"), false)?);
     let templates = Templates::new(&components, None)?;
     let plans = engine::plan(&components, config.as_ref().ok(), &facts, &templates)?;
+    if args.packages {
+        let mut seen = Vec::new();
+        for package in plans.iter().flat_map(|p| &p.install.packages) {
+            if !seen.contains(package) {
+                println!("{package}");
+                seen.push(package.clone());
+            }
+        }
+        return Ok(());
+    }
     if let Err(err) = &config {
         println!("(no configure or activate details: {err:#})\n");
     }

@@ -1,0 +1,292 @@
+//! The command line without a Debian rootfs: the registry, `init`, `list`, `config`, and
+//! every kind of bad input, each refused with a clear message before the target is touched.
+
+mod support;
+
+use support::*;
+
+#[test]
+fn the_registry_holds_exactly_the_built_in_components() {
+    let registry = chatmail_core::Registry::linked().unwrap();
+    let mut names = registry.names();
+    names.sort_unstable();
+    assert_eq!(names, cmdeploy::components::BUILT_IN);
+    assert_eq!(
+        registry.names(),
+        ["base", "opendkim", "tls", "dovecot", "postfix"]
+    );
+}
+
+#[test]
+fn init_writes_a_commented_file_and_refuses_to_overwrite_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chatmail.ini");
+    let config = path.to_str().unwrap();
+    let run = cmdeploy(&["init", "chat.example.org", "--config", config], &[]);
+    assert!(run.ok);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("mail_domain = chat.example.org\n"));
+    assert!(text.contains("# max_user_send_per_minute = 60\n"));
+
+    std::fs::write(&path, "[params]\nmail_domain = mine.example.org\n").unwrap();
+    let run = cmdeploy(&["init", "other.example.org", "--config", config], &[]);
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("exists, not modifying it (use --force"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("mine.example.org")
+    );
+
+    let run = cmdeploy(
+        &["init", "other.example.org", "--force", "--config", config],
+        &[],
+    );
+    assert!(run.ok);
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("mail_domain = other.example.org\n")
+    );
+
+    let run = cmdeploy(
+        &["init", "not a domain", "--force", "--config", config],
+        &[],
+    );
+    assert!(!run.ok);
+    assert!(run.stderr.contains("is not a domain name"));
+}
+
+#[test]
+fn config_shows_each_value_and_its_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(
+        dir.path(),
+        "mail_domain = 1.2.3.4\nmax_message_size = 1000\n",
+    );
+    let run = cmdeploy(
+        &["config", "--config", path.to_str().unwrap()],
+        &[("CHATMAIL_DISABLE_IPV6", "true")],
+    );
+    assert!(run.ok);
+    let line = |key: &str| {
+        run.stdout
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        line("max_message_size").ends_with("chatmail.ini:3"),
+        "{}",
+        line("max_message_size")
+    );
+    assert!(
+        line("disable_ipv6").contains("true")
+            && line("disable_ipv6").ends_with("$CHATMAIL_DISABLE_IPV6")
+    );
+    assert!(line("max_user_send_per_minute").ends_with("default"));
+    assert!(
+        run.stdout
+            .contains("mail_domain (in addresses)    [1.2.3.4]"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("tls mode                      self"));
+}
+
+#[test]
+fn list_shows_components_in_order_with_what_they_declare() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(dir.path(), "mail_domain = 1.2.3.4\n");
+    let run = cmdeploy(&["list", "--config", path.to_str().unwrap()], &[]);
+    assert!(run.ok);
+    let names: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.is_empty())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "base",
+            "opendkim  (not used by this config)",
+            "tls",
+            "dovecot",
+            "postfix"
+        ]
+    );
+    assert!(run.stdout.contains("  file:     /etc/postfix/main.cf\n"));
+    assert!(
+        run.stdout
+            .contains("  service:  postfix.service (running)\n")
+    );
+    let packages = cmdeploy(&["list", "--packages", "--config", "/nonexistent"], &[]);
+    assert!(packages.ok);
+    assert!(packages.stdout.lines().any(|l| l == "dovecot-imapd"));
+}
+
+/// A target directory with a marker file; the snapshot proves a refused run left it alone.
+fn untouched_target() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::write(
+        dir.path().join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\n",
+    )
+    .unwrap();
+    let root = dir.path().to_str().unwrap().to_owned();
+    (dir, root)
+}
+
+#[test]
+fn bad_input_is_refused_with_a_clear_message_and_the_target_untouched() {
+    let configs = tempfile::tempdir().unwrap();
+    let cases: &[(&str, Option<&str>, &[&str], &str)] = &[
+        (
+            "missing config",
+            None,
+            &[],
+            "to exist, run `cmdeploy init <domain>` first",
+        ),
+        (
+            "no mail_domain",
+            Some("max_message_size = 10\n"),
+            &[],
+            "mail_domain is not set; it is required",
+        ),
+        (
+            "bad domain",
+            Some("mail_domain = exa mple.org\n"),
+            &[],
+            ":2: mail_domain = \"exa mple.org\": expected a domain name",
+        ),
+        (
+            "non-numeric port",
+            Some("mail_domain = a.org\nfiltermail_smtp_port = smtp\n"),
+            &[],
+            ":3: filtermail_smtp_port = \"smtp\": expected a port number from 1 to 65535",
+        ),
+        (
+            "bad size",
+            Some("mail_domain = a.org\nmax_mailbox_size = big\n"),
+            &[],
+            ":3: max_mailbox_size = \"big\": expected a size such as 500M",
+        ),
+        (
+            "bad --only",
+            Some("mail_domain = a.org\n"),
+            &["--only", "postfx"],
+            "unknown component \"postfx\"; known components: base, opendkim",
+        ),
+        (
+            "bad --skip",
+            Some("mail_domain = a.org\n"),
+            &["--skip", "nginxx"],
+            "unknown component \"nginxx\"",
+        ),
+        (
+            "bad --phase",
+            Some("mail_domain = a.org\n"),
+            &["--phase", "install,deploy"],
+            "unknown phase \"deploy\"",
+        ),
+        (
+            "privacy contacts of others",
+            Some("mail_domain = a.org\nprivacy_mail = privacy@merlinux.eu\n"),
+            &[],
+            "please set your own privacy contacts",
+        ),
+    ];
+    for (what, body, extra, expected) in cases {
+        let config = match body {
+            Some(body) => config_file(configs.path(), body),
+            None => configs.path().join("absent.ini"),
+        };
+        let (dir, root) = untouched_target();
+        let before = snapshot(dir.path());
+        let mut args = vec!["run", "--root", &root, "--config", config.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let run = cmdeploy(&args, &[]);
+        assert!(!run.ok, "{what}: must fail");
+        assert!(
+            run.stderr.starts_with("error: ") || run.stderr.contains("error:"),
+            "{what}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(expected),
+            "{what}: expected {expected:?} in {:?}",
+            run.stderr
+        );
+        assert!(snapshot(dir.path()) == before, "{what}: the target changed");
+    }
+}
+
+#[test]
+fn unknown_keys_only_warn() {
+    let configs = tempfile::tempdir().unwrap();
+    let config = config_file(
+        configs.path(),
+        "mail_domain = a.org\npassthrough_senders = x@y.org\n",
+    );
+    let (dir, root) = untouched_target();
+    let before = snapshot(dir.path());
+    let run = cmdeploy(
+        &[
+            "run",
+            "--dry-run",
+            "--only",
+            "base",
+            "--phase",
+            "configure",
+            "--root",
+            &root,
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("contains settings that have no effect: passthrough_senders")
+    );
+    assert!(run.stdout.contains("base: would create /etc/mailname"));
+    assert!(snapshot(dir.path()) == before);
+}
+
+#[test]
+fn a_second_run_on_the_same_target_is_refused_while_one_holds_the_lock() {
+    let configs = tempfile::tempdir().unwrap();
+    let config = config_file(configs.path(), "mail_domain = a.org\n");
+    let (dir, root) = untouched_target();
+    let target = chatmail_core::Target::new(dir.path(), false).unwrap();
+    let lock = chatmail_core::RunLock::acquire(&target).unwrap();
+    let args = [
+        "run",
+        "--dry-run",
+        "--only",
+        "base",
+        "--root",
+        &root,
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    let run = cmdeploy(&args, &[]);
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("another cmdeploy run is deploying"),
+        "{}",
+        run.stderr
+    );
+    drop(lock);
+    assert!(
+        cmdeploy(&args, &[]).ok,
+        "free again once the lock is released"
+    );
+}

@@ -1,0 +1,300 @@
+//! The slow rung: `cmdeploy run` into real Debian 12 rootfs copies, checked by the real
+//! programs (`postconf`, `postfix check`, `doveconf`, `opendkim`). Needs root, the cached
+//! rootfs (`cargo xtask rootfs`) and CHATMAIL_SLOW_TESTS=1.
+
+mod support;
+
+use support::*;
+
+const NORMAL: &str = "mail_domain = chat.example.org\n";
+const UNDERSCORE: &str = "mail_domain = _chat.example.org\n";
+const IPV4: &str = "mail_domain = 10.77.0.2\n";
+
+fn deploy(root: &Root, config: &std::path::Path, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "run",
+        "--phase",
+        "install,configure",
+        "--root",
+        root.str(),
+        "--config",
+    ];
+    args.push(config.to_str().unwrap());
+    args.extend(extra);
+    cmdeploy(&args, &[])
+}
+
+/// The real programs accept what was written.
+fn assert_configs_valid(root: &Root, with_dkim: bool) {
+    let postconf = root.chroot(&["postconf"]);
+    assert!(postconf.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&postconf.stderr),
+        "",
+        "postconf warns"
+    );
+    let check = root.chroot(&["postfix", "check"]);
+    assert!(
+        check.status.success(),
+        "postfix check: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let doveconf = root.chroot(&["doveconf", "-n"]);
+    assert!(
+        doveconf.status.success(),
+        "doveconf: {}",
+        String::from_utf8_lossy(&doveconf.stderr)
+    );
+    let opendkim = root.chroot(&["opendkim", "-n", "-x", "/etc/opendkim.conf"]);
+    assert!(
+        opendkim.status.success(),
+        "opendkim: {}",
+        String::from_utf8_lossy(&opendkim.stderr)
+    );
+    let main_cf = String::from_utf8(root.read("/etc/postfix/main.cf")).unwrap();
+    assert_eq!(
+        main_cf.contains("non_smtpd_milters = unix:opendkim/opendkim.sock"),
+        with_dkim
+    );
+}
+
+#[test]
+fn dry_run_on_a_fresh_root_changes_nothing_and_shows_the_plan() {
+    if !slow_tests_enabled() {
+        return;
+    }
+    let root = fresh_root("dry-run");
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), NORMAL);
+    let before = snapshot(&root.path);
+    let run = deploy(&root, &config, &["--dry-run"]);
+    assert!(run.ok);
+    assert!(
+        run.stdout
+            .contains("postfix: would install packages postfix"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("+++ /etc/postfix/main.cf (planned)"));
+    assert!(run.stdout.contains("+myhostname = chat.example.org"));
+    assert!(
+        run.stdout
+            .contains("opendkim: would generate /etc/dkimkeys/opendkim.private")
+    );
+    assert!(run.stdout.contains("dry run:"));
+    assert!(snapshot(&root.path) == before, "a dry run changed the tree");
+}
+
+#[test]
+fn normal_domain_deploys_validates_and_reruns_as_a_no_op() {
+    if !slow_tests_enabled() {
+        return;
+    }
+    let root = installed_root("normal");
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), NORMAL);
+    let first = deploy(&root, &config, &[]);
+    assert!(first.ok);
+    assert!(
+        first
+            .stdout
+            .contains("postfix: update /etc/postfix/main.cf")
+    );
+    assert!(
+        first
+            .stdout
+            .contains("postfix: run postmap /etc/postfix/smtp_tls_policy_map")
+    );
+    assert_configs_valid(&root, true);
+    let key = root.read("/etc/dkimkeys/opendkim.private");
+    let cert = root.read("/var/lib/acme/live/chat.example.org/fullchain");
+    assert_eq!(
+        String::from_utf8(root.read("/var/lib/cmdeploy/pending-restarts")).unwrap(),
+        "daemon-reload\ncomponent base\ncomponent dovecot\ncomponent opendkim\ncomponent postfix\ncomponent tls\n",
+        "without systemd, activation stays pending"
+    );
+
+    let again = deploy(&root, &config, &["-v"]);
+    assert!(again.ok);
+    assert!(
+        again.stdout.contains("nothing to change"),
+        "{}",
+        again.stdout
+    );
+    assert!(!again.all().contains("apt-get"), "a no-op run calls no apt");
+    assert!(
+        !again.all().contains("[$"),
+        "a no-op run runs no command at all"
+    );
+    assert_eq!(
+        root.read("/etc/dkimkeys/opendkim.private"),
+        key,
+        "the DKIM key survives"
+    );
+    assert_eq!(
+        root.read("/var/lib/acme/live/chat.example.org/fullchain"),
+        cert
+    );
+
+    // One setting changes one line of one file.
+    let config = config_file(dir.path(), &format!("{NORMAL}max_message_size = 1000000\n"));
+    let changed = deploy(&root, &config, &[]);
+    assert!(changed.ok);
+    assert!(
+        changed
+            .stdout
+            .contains("postfix: update /etc/postfix/main.cf")
+    );
+    assert!(
+        changed
+            .stdout
+            .contains("dovecot: update /etc/dovecot/dovecot.conf")
+    );
+    assert!(!changed.stdout.contains("opendkim:"), "{}", changed.stdout);
+    assert_eq!(root.read("/etc/dkimkeys/opendkim.private"), key);
+}
+
+#[test]
+fn underscore_domain_gets_a_self_signed_certificate_made_once() {
+    if !slow_tests_enabled() {
+        return;
+    }
+    let root = installed_root("underscore");
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), UNDERSCORE);
+    assert!(deploy(&root, &config, &[]).ok);
+    assert_configs_valid(&root, true);
+    let cert = root.read("/etc/ssl/certs/mailserver.pem");
+    let text = root.chroot(&[
+        "openssl",
+        "x509",
+        "-in",
+        "/etc/ssl/certs/mailserver.pem",
+        "-noout",
+        "-text",
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(
+            "DNS:_chat.example.org, DNS:www._chat.example.org, DNS:mta-sts._chat.example.org"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("prime256v1") || text.contains("P-256"),
+        "{text}"
+    );
+    let rerun = deploy(&root, &config, &[]);
+    assert!(rerun.stdout.contains("nothing to change"));
+    assert_eq!(
+        root.read("/etc/ssl/certs/mailserver.pem"),
+        cert,
+        "never regenerated"
+    );
+}
+
+#[test]
+fn ipv4_relay_has_no_dkim_and_bracketed_addresses() {
+    if !slow_tests_enabled() {
+        return;
+    }
+    let root = installed_root("ipv4");
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), IPV4);
+    let run = deploy(&root, &config, &[]);
+    assert!(run.ok);
+    assert!(
+        !run.stdout.contains("opendkim:"),
+        "opendkim is not used: {}",
+        run.stdout
+    );
+    assert_configs_valid(&root, false);
+    let main_cf = String::from_utf8(root.read("/etc/postfix/main.cf")).unwrap();
+    assert!(main_cf.contains("mydestination = [10.77.0.2]\n"));
+    assert!(main_cf.contains("myhostname = 2.0.77.10.in-addr.arpa\n"));
+    assert!(root.path.join("home/vmail/mail/[10.77.0.2]").is_dir());
+}
+
+#[test]
+fn failed_validation_restores_the_previous_files() {
+    if !slow_tests_enabled() {
+        return;
+    }
+    let root = installed_root("rollback");
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), UNDERSCORE);
+    assert!(deploy(&root, &config, &[]).ok);
+    let main_cf = root.read("/etc/postfix/main.cf");
+    let master_cf = root.read("/etc/postfix/master.cf");
+
+    // An operator override with a misspelt setting: postconf warns, the run must fail.
+    let overrides = dir.path().join("templates");
+    std::fs::create_dir_all(overrides.join("postfix")).unwrap();
+    let builtin = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../templates/postfix/main.cf.j2"
+    ))
+    .unwrap();
+    std::fs::write(
+        overrides.join("postfix/main.cf.j2"),
+        format!("{builtin}smtpd_tls_secrity_level = encrypt\n"),
+    )
+    .unwrap();
+    let config = config_file(
+        dir.path(),
+        &format!("{UNDERSCORE}max_smtp_connections = 500\n"),
+    );
+    let run = deploy(
+        &root,
+        &config,
+        &["--templates", overrides.to_str().unwrap()],
+    );
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("validation failed: `postconf`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("smtpd_tls_secrity_level"),
+        "the validator's output is shown"
+    );
+    assert!(
+        run.stderr.contains("restored 2 changed file(s)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(root.read("/etc/postfix/main.cf"), main_cf);
+    assert_eq!(root.read("/etc/postfix/master.cf"), master_cf);
+}
+
+#[test]
+fn a_syntax_error_in_an_override_fails_before_the_target_is_touched() {
+    if !slow_tests_enabled() {
+        return;
+    }
+    let root = installed_root("broken-override");
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), UNDERSCORE);
+    let overrides = dir.path().join("templates");
+    std::fs::create_dir_all(overrides.join("dovecot")).unwrap();
+    let broken = overrides.join("dovecot/dovecot.conf.j2");
+    std::fs::write(&broken, "protocols = imap\n{% if config.disable_ipv6 %\n").unwrap();
+    let before = snapshot(&root.path);
+    let run = deploy(
+        &root,
+        &config,
+        &["--templates", overrides.to_str().unwrap()],
+    );
+    assert!(!run.ok);
+    assert!(
+        run.stderr
+            .contains(&format!("{}: line 2: syntax error", broken.display())),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        snapshot(&root.path) == before,
+        "nothing on the target changed"
+    );
+}

@@ -1,0 +1,247 @@
+//! Helpers for the CLI tests: running the built `cmdeploy`, Debian rootfs copies for the slow
+//! tests, and snapshots of a directory tree to prove that nothing changed.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The slow tests (Debian rootfs, packages from the mirror) run only with this switch.
+pub const SLOW_SWITCH: &str = "CHATMAIL_SLOW_TESTS";
+
+/// True when slow tests should run; otherwise says why they are skipped.
+pub fn slow_tests_enabled() -> bool {
+    let enabled = std::env::var(SLOW_SWITCH).is_ok_and(|v| v == "1");
+    if !enabled {
+        eprintln!("skipped: set {SLOW_SWITCH}=1 to deploy into a Debian rootfs");
+    }
+    enabled
+}
+
+/// The output of one `cmdeploy` run.
+#[derive(Debug)]
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs the built `cmdeploy` with `args`, with no `CHATMAIL_*` variables from the caller.
+pub fn cmdeploy(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cmdeploy"));
+    command.args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CHATMAIL_") || key.starts_with("CMDEPLOY_") {
+            command.env_remove(key);
+        }
+    }
+    command.envs(env.iter().copied());
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("cmdeploy runs");
+    let run = Run {
+        ok: status.success(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    };
+    eprintln!("$ cmdeploy {}\n{}", args.join(" "), run.all());
+    run
+}
+
+/// Scratch space under `target/`, on the same file system as the cached rootfs.
+/// Roots left by test processes that are gone are removed on first use.
+pub fn scratch() -> PathBuf {
+    static CLEANED: OnceLock<()> = OnceLock::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-roots");
+    std::fs::create_dir_all(&dir).unwrap();
+    CLEANED.get_or_init(|| {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name.rsplit('-').next().unwrap_or_default();
+            if !Path::new("/proc").join(pid).exists() {
+                remove_tree(&entry.path());
+            }
+        }
+    });
+    dir
+}
+
+/// A directory the test owns, removed when dropped.
+#[derive(Debug)]
+pub struct Root {
+    pub path: PathBuf,
+}
+
+impl Root {
+    fn new(name: &str) -> Root {
+        let path = scratch().join(format!("{name}-{}", std::process::id()));
+        if path.exists() {
+            remove_tree(&path);
+        }
+        std::fs::create_dir_all(&path).unwrap();
+        Root { path }
+    }
+
+    pub fn str(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+
+    /// Runs `argv` inside the root (with /proc mounted) and returns its output.
+    pub fn chroot(&self, argv: &[&str]) -> Output {
+        let proc = self.path.join("proc");
+        let mounted = !proc.join("self").exists()
+            && Command::new("mount")
+                .args(["-t", "proc", "proc"])
+                .arg(&proc)
+                .status()
+                .unwrap()
+                .success();
+        let output = Command::new("chroot")
+            .arg(&self.path)
+            .args(argv)
+            .env("LC_ALL", "C")
+            .output()
+            .unwrap();
+        if mounted {
+            Command::new("umount")
+                .arg("--lazy")
+                .arg(&proc)
+                .status()
+                .unwrap();
+        }
+        output
+    }
+
+    pub fn read(&self, path: &str) -> Vec<u8> {
+        std::fs::read(self.path.join(path.trim_start_matches('/'))).unwrap()
+    }
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        remove_tree(&self.path);
+    }
+}
+
+fn remove_tree(path: &Path) {
+    let proc = path.join("proc");
+    if proc.join("self").exists() {
+        let _ = Command::new("umount").arg("--lazy").arg(&proc).status();
+    }
+    let _ = std::fs::remove_dir_all(path);
+}
+
+/// The cached Debian 12 minbase tarball (`cargo xtask rootfs` builds it).
+pub fn tarball() -> PathBuf {
+    let path = std::env::var_os("CMDEPLOY_ROOTFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/rootfs/bookworm-minbase.tar")
+        });
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask rootfs` first",
+        path.display()
+    );
+    path
+}
+
+/// A fresh copy of the cached Debian 12 minbase rootfs.
+pub fn fresh_root(name: &str) -> Root {
+    let root = Root::new(name);
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(&root.path)
+        .arg("-xf")
+        .arg(tarball())
+        .status()
+        .unwrap();
+    assert!(status.success(), "extracting the rootfs");
+    root
+}
+
+/// A copy of a rootfs on which `cmdeploy run --phase install` ran once (with no config at
+/// all); the install happens once per test process.
+pub fn installed_root(name: &str) -> Root {
+    static INSTALLED: OnceLock<Root> = OnceLock::new();
+    let installed = INSTALLED.get_or_init(|| {
+        let root = fresh_root("installed");
+        let run = cmdeploy(
+            &[
+                "run",
+                "--phase",
+                "install",
+                "--root",
+                root.str(),
+                "--config",
+                "/nonexistent/chatmail.ini",
+            ],
+            &[],
+        );
+        assert!(run.ok, "the install phase needs no config and succeeds");
+        root
+    });
+    let copy = Root::new(name);
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", installed.str()))
+        .arg(&copy.path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "copying the installed rootfs");
+    copy
+}
+
+/// Writes a chatmail.ini with `body` under `[params]` and returns its path.
+pub fn config_file(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("chatmail.ini");
+    std::fs::write(&path, format!("[params]\n{body}")).unwrap();
+    path
+}
+
+/// Every file, directory and link below `root` with type, owner, mode and content hash.
+pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, u64, u64)> {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (u32, u32, u32, u64, u64)>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mut hasher = DefaultHasher::new();
+        if meta.is_file() {
+            std::fs::read(&path).unwrap().hash(&mut hasher);
+        } else if meta.file_type().is_symlink() {
+            std::fs::read_link(&path).unwrap().hash(&mut hasher);
+        }
+        let rel = path.strip_prefix(root).unwrap().to_owned();
+        out.insert(
+            rel,
+            (
+                meta.mode(),
+                meta.uid(),
+                meta.gid(),
+                meta.mtime() as u64,
+                hasher.finish(),
+            ),
+        );
+        if meta.is_dir() && path != root.join("proc") && path != root.join("dev") {
+            walk(root, &path, out);
+        }
+    }
+}

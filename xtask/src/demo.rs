@@ -1,0 +1,72 @@
+//! `cargo xtask demo`: a relay in a local test host. Prepares a bootable Debian 12 root (once,
+//! kept under `target/demo/`), runs the install phase into it, boots it with systemd-nspawn
+//! and runs `cmdeploy run` inside, as an operator would on a real server.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use xtask::host::{self, Host};
+use xtask::{check, rootfs, workspace};
+
+const NAME: &str = "chatmail";
+const NET: u8 = 0;
+
+fn demo_dir() -> PathBuf {
+    workspace().join("target/demo")
+}
+
+fn pid_file() -> PathBuf {
+    demo_dir().join("nspawn.pid")
+}
+
+pub fn start() -> Result<()> {
+    stop()?;
+    let tarball = rootfs::ensure()?;
+    check(Command::new("cargo").args(["build", "--quiet", "-p", "cmdeploy"]))?;
+    let cmdeploy = workspace().join("target/debug/cmdeploy");
+    let root = demo_dir().join("root");
+    if !root.join("etc/debian_version").exists() {
+        std::fs::create_dir_all(demo_dir())?;
+        rootfs::extract(&tarball, &root)?;
+    }
+    rootfs::make_bootable(&root)?;
+    // The host has no route out: everything from the Debian mirror is installed beforehand,
+    // exactly what the install phase is for (it needs no chatmail.ini).
+    check(Command::new(&cmdeploy).args(["run", "--phase", "install", "--root"]).arg(&root))?;
+    std::fs::copy(&cmdeploy, root.join("usr/local/bin/cmdeploy")).context("copying cmdeploy into the host")?;
+    let config = root.join("root/chatmail.ini");
+    if !config.exists() {
+        check(Command::new(&cmdeploy).args(["init", "10.77.0.2", "--config"]).arg(&config))?;
+    }
+
+    let host = Host::boot(&root, NAME, NET)?;
+    let output = host.exec(&["cmdeploy", "run", "--config", "/root/chatmail.ini"])?;
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    let leader = host.leader_pid;
+    let address = host.address;
+    std::fs::write(pid_file(), host.keep_running().to_string())?;
+    if !output.status.success() {
+        anyhow::bail!("cmdeploy run failed inside the test host (still running; `cargo xtask demo stop`)");
+    }
+    println!(
+        "\nrelay {address} is running in test host {NAME:?} (systemd-nspawn, root {})\n\
+         \x20 IMAP  {address}:993 (TLS), {address}:143 (STARTTLS)\n\
+         \x20 SMTP  {address}:465 (TLS), {address}:587 (STARTTLS)\n\
+         \x20 shell: nsenter -t {leader} -a\n\
+         \x20 stop:  cargo xtask demo stop",
+        root.display()
+    );
+    Ok(())
+}
+
+pub fn stop() -> Result<()> {
+    if let Ok(pid) = std::fs::read_to_string(pid_file()) {
+        if let Ok(pid) = pid.trim().parse() {
+            host::stop_pid(pid)?;
+        }
+        std::fs::remove_file(pid_file())?;
+    }
+    Ok(())
+}

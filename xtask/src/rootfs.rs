@@ -1,0 +1,88 @@
+//! The cached Debian 12 (bookworm) rootfs: debootstrapped once, kept as a tarball under
+//! `target/rootfs/`, extracted afresh by every test that deploys into it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::{check, workspace};
+
+/// The tarball's path; `CMDEPLOY_ROOTFS` overrides it.
+pub fn tarball() -> PathBuf {
+    std::env::var_os("CMDEPLOY_ROOTFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/rootfs/bookworm-minbase.tar"))
+}
+
+/// Builds the tarball unless it exists; returns its path.
+pub fn ensure() -> Result<PathBuf> {
+    let tarball = tarball();
+    if tarball.exists() {
+        return Ok(tarball);
+    }
+    let parent = tarball.parent().context("rootfs path has no parent")?;
+    std::fs::create_dir_all(parent)?;
+    let staging = staging_dir(parent)?;
+    eprintln!("debootstrapping Debian 12 into {} ...", staging.display());
+    check(
+        Command::new("debootstrap")
+            .args(["--variant=minbase", "bookworm"])
+            .arg(&staging)
+            .arg("http://deb.debian.org/debian"),
+    )
+    .context("debootstrap failed (is the debootstrap package installed?)")?;
+    let partial = tarball.with_extension("tar.partial");
+    check(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&staging)
+            .arg("-cf")
+            .arg(&partial)
+            .arg("."),
+    )?;
+    std::fs::rename(&partial, &tarball)?;
+    std::fs::remove_dir_all(&staging)?;
+    Ok(tarball)
+}
+
+fn staging_dir(parent: &Path) -> Result<PathBuf> {
+    let dir = parent.join(format!("staging-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Extracts `tarball` into `dir`, replacing whatever was there.
+pub fn extract(tarball: &Path, dir: &Path) -> Result<PathBuf> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir)?;
+    check(Command::new("tar").arg("-C").arg(dir).arg("-xf").arg(tarball))?;
+    Ok(dir.to_owned())
+}
+
+/// Installs what booting with systemd-nspawn needs (systemd as init, D-Bus) into `root`,
+/// keeping package scripts from starting anything.
+pub fn make_bootable(root: &Path) -> Result<()> {
+    if root.join("lib/systemd/systemd").exists() && root.join("usr/bin/dbus-daemon").exists() {
+        return Ok(());
+    }
+    let policy = root.join("usr/sbin/policy-rc.d");
+    std::fs::write(&policy, "#!/bin/sh\nexit 101\n")?;
+    check(Command::new("chmod").arg("755").arg(&policy))?;
+    check(Command::new("mount").args(["-t", "proc", "proc"]).arg(root.join("proc")))?;
+    let result = check(
+        Command::new("chroot")
+            .arg(root)
+            .args(["apt-get", "install", "-y", "-q", "--no-install-recommends"])
+            .args(["systemd", "systemd-sysv", "dbus"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    );
+    check(Command::new("umount").arg(root.join("proc")))?;
+    std::fs::remove_file(&policy)?;
+    result
+}
