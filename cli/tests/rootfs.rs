@@ -2,13 +2,16 @@
 //! programs (`postconf`, `postfix check`, `doveconf`, `opendkim`). Needs root, the cached
 //! rootfs (`cargo xtask rootfs`) and CHATMAIL_SLOW_TESTS=1.
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking
+
 mod support;
 
 use support::*;
 
 const NORMAL: &str = "mail_domain = chat.example.org\n";
-const UNDERSCORE: &str = "mail_domain = _chat.example.org\n";
-const IPV4: &str = "mail_domain = 10.77.0.2\n";
+const UNDERSCORE: &str = "mail_domain = _chat.example.org\nmtail_address = 127.0.0.1\n";
+const IPV4: &str =
+    "mail_domain = 10.77.0.2\ndisable_ipv6 = true\nimap_compress = true\nimap_rawlog = true\n";
 
 fn deploy(root: &Root, config: &std::path::Path, extra: &[&str]) -> Run {
     let mut args = vec![

@@ -22,7 +22,7 @@ fn pid_file() -> PathBuf {
 
 pub fn start() -> Result<()> {
     stop()?;
-    let tarball = rootfs::ensure()?;
+    let tarball = rootfs::ensure_bootable()?;
     check(Command::new("cargo").args(["build", "--quiet", "-p", "cmdeploy"]))?;
     let cmdeploy = workspace().join("target/debug/cmdeploy");
     let root = demo_dir().join("root");
@@ -30,14 +30,22 @@ pub fn start() -> Result<()> {
         std::fs::create_dir_all(demo_dir())?;
         rootfs::extract(&tarball, &root)?;
     }
-    rootfs::make_bootable(&root)?;
     // The host has no route out: everything from the Debian mirror is installed beforehand,
     // exactly what the install phase is for (it needs no chatmail.ini).
-    check(Command::new(&cmdeploy).args(["run", "--phase", "install", "--root"]).arg(&root))?;
-    std::fs::copy(&cmdeploy, root.join("usr/local/bin/cmdeploy")).context("copying cmdeploy into the host")?;
+    check(
+        Command::new(&cmdeploy)
+            .args(["run", "--phase", "install", "--root"])
+            .arg(&root),
+    )?;
+    std::fs::copy(&cmdeploy, root.join("usr/local/bin/cmdeploy"))
+        .context("copying cmdeploy into the host")?;
     let config = root.join("root/chatmail.ini");
     if !config.exists() {
-        check(Command::new(&cmdeploy).args(["init", "10.77.0.2", "--config"]).arg(&config))?;
+        check(
+            Command::new(&cmdeploy)
+                .args(["init", "10.77.0.2", "--config"])
+                .arg(&config),
+        )?;
     }
 
     let host = Host::boot(&root, NAME, NET)?;
@@ -48,7 +56,9 @@ pub fn start() -> Result<()> {
     let address = host.address;
     std::fs::write(pid_file(), host.keep_running().to_string())?;
     if !output.status.success() {
-        anyhow::bail!("cmdeploy run failed inside the test host (still running; `cargo xtask demo stop`)");
+        anyhow::bail!(
+            "cmdeploy run failed inside the test host (still running; `cargo xtask demo stop`)"
+        );
     }
     println!(
         "\nrelay {address} is running in test host {NAME:?} (systemd-nspawn, root {})\n\

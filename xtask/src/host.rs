@@ -3,8 +3,8 @@
 //! `nsenter`. Stopping kills only the nspawn process this harness started.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,12 @@ impl Host {
         let log_path = root.with_extension("console.log");
         let log = std::fs::File::create(&log_path)?;
         let mut child = Command::new("systemd-nspawn")
-            .args(["--boot", "--register=no", "--keep-unit", "--console=passive"])
+            .args([
+                "--boot",
+                "--register=no",
+                "--keep-unit",
+                "--console=passive",
+            ])
             .arg("--network-veth")
             .arg(format!("--machine={name}"))
             .arg("--directory")
@@ -91,7 +96,10 @@ impl Host {
             .args(["--mount", "--uts", "--ipc", "--net", "--pid", "--"])
             .args(argv)
             .env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .env("LC_ALL", "C")
             .stdin(Stdio::null())
             .output()
@@ -132,7 +140,13 @@ impl Host {
 
     fn configure_network(&self, net: u8) -> Result<()> {
         let link = format!("ve-{}", self.name);
-        check(Command::new("ip").args(["addr", "replace", &format!("10.77.{net}.1/24"), "dev", &link]))?;
+        check(Command::new("ip").args([
+            "addr",
+            "replace",
+            &format!("10.77.{net}.1/24"),
+            "dev",
+            &link,
+        ]))?;
         check(Command::new("ip").args(["link", "set", &link, "up"]))?;
         let address = format!("{}/24", self.address);
         for argv in [
@@ -178,7 +192,9 @@ pub fn stop_pid(pid: u32) -> Result<()> {
     let start = Instant::now();
     while proc.exists() && is_nspawn(pid) {
         if start.elapsed() > Duration::from_secs(30) {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -187,7 +203,8 @@ pub fn stop_pid(pid: u32) -> Result<()> {
 }
 
 fn is_nspawn(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "systemd-nspawn")
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|comm| comm.trim() == "systemd-nspawn")
 }
 
 /// The guest's PID 1: the child of the nspawn process running systemd.
@@ -198,9 +215,13 @@ fn wait_for_leader(nspawn_pid: u32, log: &Path, mut alive: impl FnMut() -> bool)
             let log = std::fs::read_to_string(log).unwrap_or_default();
             bail!("systemd-nspawn exited:\n{log}");
         }
-        let children = std::fs::read_to_string(format!("/proc/{nspawn_pid}/task/{nspawn_pid}/children"))
-            .unwrap_or_default();
-        for child in children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()) {
+        let children =
+            std::fs::read_to_string(format!("/proc/{nspawn_pid}/task/{nspawn_pid}/children"))
+                .unwrap_or_default();
+        for child in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+        {
             let comm = std::fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default();
             if comm.trim() == "systemd" {
                 return Ok(child);

@@ -11,7 +11,7 @@ const HELP: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  rootfs       build the cached Debian 12 rootfs for the slow tests (target/rootfs/)
+  rootfs       build the cached Debian 12 rootfs tarballs for the slow tests (target/rootfs/)
   bench        measure install (vs a bare apt-get install) and no-op re-run times
   demo         deploy a relay into a local test host booted with systemd-nspawn
   demo stop    stop that test host
@@ -20,7 +20,11 @@ tasks:
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("rootfs") => rootfs::ensure().map(|path| println!("{}", path.display())),
+        Some("rootfs") => {
+            println!("{}", rootfs::ensure()?.display());
+            println!("{}", rootfs::ensure_bootable()?.display());
+            Ok(())
+        }
         Some("bench") => bench::run(),
         Some("demo") => match args.get(1).map(String::as_str) {
             None => demo::start(),

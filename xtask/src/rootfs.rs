@@ -15,7 +15,26 @@ pub fn tarball() -> PathBuf {
         .unwrap_or_else(|| workspace().join("target/rootfs/bookworm-minbase.tar"))
 }
 
-/// Builds the tarball unless it exists; returns its path.
+/// The bootable variant's path: the minbase rootfs plus systemd and D-Bus.
+pub fn bootable_tarball() -> PathBuf {
+    tarball().with_file_name("bookworm-bootable.tar")
+}
+
+/// Builds the bootable tarball (and the minbase one it starts from) unless it exists.
+pub fn ensure_bootable() -> Result<PathBuf> {
+    let bootable = bootable_tarball();
+    if bootable.exists() {
+        return Ok(bootable);
+    }
+    let minbase = ensure()?;
+    let parent = bootable.parent().context("rootfs path has no parent")?;
+    let staging = staging_dir(parent)?;
+    extract(&minbase, &staging)?;
+    make_bootable(&staging)?;
+    pack(&staging, &bootable)
+}
+
+/// Builds the minbase tarball unless it exists; returns its path.
 pub fn ensure() -> Result<PathBuf> {
     let tarball = tarball();
     if tarball.exists() {
@@ -32,18 +51,23 @@ pub fn ensure() -> Result<PathBuf> {
             .arg("http://deb.debian.org/debian"),
     )
     .context("debootstrap failed (is the debootstrap package installed?)")?;
+    pack(&staging, &tarball)
+}
+
+/// Packs `dir` into `tarball` (atomically) and removes `dir`.
+fn pack(dir: &Path, tarball: &Path) -> Result<PathBuf> {
     let partial = tarball.with_extension("tar.partial");
     check(
         Command::new("tar")
             .arg("-C")
-            .arg(&staging)
+            .arg(dir)
             .arg("-cf")
             .arg(&partial)
             .arg("."),
     )?;
-    std::fs::rename(&partial, &tarball)?;
-    std::fs::remove_dir_all(&staging)?;
-    Ok(tarball)
+    std::fs::rename(&partial, tarball)?;
+    std::fs::remove_dir_all(dir)?;
+    Ok(tarball.to_owned())
 }
 
 fn staging_dir(parent: &Path) -> Result<PathBuf> {
@@ -61,7 +85,13 @@ pub fn extract(tarball: &Path, dir: &Path) -> Result<PathBuf> {
         std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     std::fs::create_dir_all(dir)?;
-    check(Command::new("tar").arg("-C").arg(dir).arg("-xf").arg(tarball))?;
+    check(
+        Command::new("tar")
+            .arg("-C")
+            .arg(dir)
+            .arg("-xf")
+            .arg(tarball),
+    )?;
     Ok(dir.to_owned())
 }
 
@@ -74,7 +104,11 @@ pub fn make_bootable(root: &Path) -> Result<()> {
     let policy = root.join("usr/sbin/policy-rc.d");
     std::fs::write(&policy, "#!/bin/sh\nexit 101\n")?;
     check(Command::new("chmod").arg("755").arg(&policy))?;
-    check(Command::new("mount").args(["-t", "proc", "proc"]).arg(root.join("proc")))?;
+    check(
+        Command::new("mount")
+            .args(["-t", "proc", "proc"])
+            .arg(root.join("proc")),
+    )?;
     let result = check(
         Command::new("chroot")
             .arg(root)

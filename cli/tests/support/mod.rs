@@ -1,7 +1,7 @@
 //! Helpers for the CLI tests: running the built `cmdeploy`, Debian rootfs copies for the slow
 //! tests, and snapshots of a directory tree to prove that nothing changed.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -145,11 +145,7 @@ fn remove_tree(path: &Path) {
 
 /// The cached Debian 12 minbase tarball (`cargo xtask rootfs` builds it).
 pub fn tarball() -> PathBuf {
-    let path = std::env::var_os("CMDEPLOY_ROOTFS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/rootfs/bookworm-minbase.tar")
-        });
+    let path = xtask::rootfs::tarball();
     assert!(
         path.exists(),
         "{} is missing: run `cargo xtask rootfs` first",
@@ -160,12 +156,17 @@ pub fn tarball() -> PathBuf {
 
 /// A fresh copy of the cached Debian 12 minbase rootfs.
 pub fn fresh_root(name: &str) -> Root {
+    fresh_root_from(&tarball(), name)
+}
+
+/// A fresh copy of the rootfs in `tarball`.
+pub fn fresh_root_from(tarball: &Path, name: &str) -> Root {
     let root = Root::new(name);
     let status = Command::new("tar")
         .arg("-C")
         .arg(&root.path)
         .arg("-xf")
-        .arg(tarball())
+        .arg(tarball)
         .status()
         .unwrap();
     assert!(status.success(), "extracting the rootfs");

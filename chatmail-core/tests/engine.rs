@@ -1,0 +1,281 @@
+//! The engine on a directory target with no commands involved: files, directories, downloads
+//! (from a real HTTP server on 127.0.0.1), dry runs and pending restarts.
+
+#![allow(clippy::unwrap_used)] // a test fails by panicking
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chatmail_core::engine::{Engine, Phases, Planned};
+use chatmail_core::plan::{
+    ConfigurePlan, Download, DownloadSource, File, InstallPlan, Owner, Restarts,
+};
+use chatmail_core::{Facts, Target};
+
+/// A target directory whose `root` user is the user running the test.
+fn target_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = std::fs::metadata(dir.path()).unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::write(
+        dir.path().join("etc/passwd"),
+        format!("root:x:{}:{}::/root:/bin/sh\n", meta.uid(), meta.gid()),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("etc/group"),
+        format!("root:x:{}:\n", meta.gid()),
+    )
+    .unwrap();
+    dir
+}
+
+fn facts() -> Facts {
+    Facts {
+        arch: "x86_64".into(),
+        deb_arch: "amd64".into(),
+        systemd: false,
+        container: false,
+    }
+}
+
+fn run(root: &Path, plans: &[Planned], phases: Phases, dry_run: bool) -> anyhow::Result<usize> {
+    let target = Target::new(root, false)?;
+    let facts = facts();
+    let mut engine = Engine::new(&target, &facts, dry_run, false)?;
+    engine.run(plans, phases)?;
+    Ok(engine.report.total())
+}
+
+const INSTALL: Phases = Phases {
+    install: true,
+    configure: false,
+    activate: false,
+};
+const CONFIGURE: Phases = Phases {
+    install: false,
+    configure: true,
+    activate: false,
+};
+
+/// Serves `body` on 127.0.0.1 to any number of requests, counting them.
+fn serve(body: Vec<u8>) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/relay-binary", listener.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            counter.fetch_add(1, Ordering::SeqCst);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream
+                .write_all(head.as_bytes())
+                .and_then(|()| stream.write_all(&body));
+        }
+    });
+    (url, hits)
+}
+
+fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn download_plan(source: DownloadSource, sha256: String, extract: Option<&str>) -> Vec<Planned> {
+    vec![Planned {
+        component: "relay",
+        install: InstallPlan {
+            downloads: vec![Download {
+                dest: "/usr/local/bin/relay".into(),
+                source,
+                sha256,
+                extract: extract.map(str::to_owned),
+                mode: 0o755,
+            }],
+            ..InstallPlan::default()
+        },
+        configure: None,
+        activate: None,
+    }]
+}
+
+#[test]
+fn downloads_are_verified_installed_and_not_fetched_again() {
+    let dir = target_dir();
+    let binary = b"\x7fELF pretend binary".to_vec();
+    let (url, hits) = serve(binary.clone());
+    let installed = dir.path().join("usr/local/bin/relay");
+
+    let plans = download_plan(DownloadSource::Url(url.clone()), sha256(&binary), None);
+    assert_eq!(run(dir.path(), &plans, INSTALL, false).unwrap(), 1);
+    assert_eq!(std::fs::read(&installed).unwrap(), binary);
+    assert_eq!(
+        std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    assert_eq!(
+        run(dir.path(), &plans, INSTALL, false).unwrap(),
+        0,
+        "unchanged file: no change"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "and not fetched again");
+
+    let wrong = "0".repeat(64);
+    let plans = download_plan(DownloadSource::Url(url.clone()), wrong.clone(), None);
+    let err = format!("{:#}", run(dir.path(), &plans, INSTALL, false).unwrap_err());
+    assert!(
+        err.contains(&format!(
+            "sha256 mismatch for {url}: expected {wrong}, got {}",
+            sha256(&binary)
+        )),
+        "{err}"
+    );
+    assert!(err.contains("/usr/local/bin/relay left unchanged"), "{err}");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        binary,
+        "the previous binary stays"
+    );
+}
+
+#[test]
+fn tarball_members_and_local_files_are_installed_by_the_checksum_of_the_binary() {
+    let dir = target_dir();
+    let binary = b"the iroh-relay binary".to_vec();
+    let mut archive = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    let mut header = tar::Header::new_gnu();
+    header.set_size(binary.len() as u64);
+    header.set_mode(0o755);
+    header.set_cksum();
+    archive
+        .append_data(&mut header, "./iroh-relay", &binary[..])
+        .unwrap();
+    let tarball = archive.into_inner().unwrap().finish().unwrap();
+    let local = dir.path().join("relay.tar.gz");
+    std::fs::write(&local, &tarball).unwrap();
+
+    let plans = download_plan(
+        DownloadSource::Local(local.clone()),
+        sha256(&binary),
+        Some("./iroh-relay"),
+    );
+    assert_eq!(run(dir.path(), &plans, INSTALL, false).unwrap(), 1);
+    assert_eq!(
+        std::fs::read(dir.path().join("usr/local/bin/relay")).unwrap(),
+        binary
+    );
+
+    let plans = download_plan(
+        DownloadSource::Local(local),
+        sha256(&binary),
+        Some("missing"),
+    );
+    std::fs::remove_file(dir.path().join("usr/local/bin/relay")).unwrap();
+    let err = format!("{:#}", run(dir.path(), &plans, INSTALL, false).unwrap_err());
+    assert!(err.contains("the archive has no member missing"), "{err}");
+}
+
+fn config_plan(content: &str) -> Vec<Planned> {
+    let file = |path: &str, restarts| File {
+        path: path.into(),
+        content: content.as_bytes().to_vec(),
+        template: None,
+        owner: Owner::root(),
+        mode: 0o640,
+        restarts,
+    };
+    vec![Planned {
+        component: "relay",
+        install: InstallPlan::default(),
+        configure: Some(ConfigurePlan {
+            files: vec![
+                file("/etc/relay/relay.conf", Restarts::Component),
+                file(
+                    "/etc/systemd/system/relay.service",
+                    Restarts::Units(vec!["other.service".into()]),
+                ),
+            ],
+            ..ConfigurePlan::default()
+        }),
+        activate: None,
+    }]
+}
+
+#[test]
+fn configure_writes_changed_files_and_owes_their_restarts() {
+    let dir = target_dir();
+    let plans = config_plan("listen = 1\n");
+
+    let before = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(
+        run(dir.path(), &plans, CONFIGURE, true).unwrap(),
+        2,
+        "dry run plans two files"
+    );
+    assert!(
+        !dir.path().join("etc/relay").exists(),
+        "a dry run writes nothing"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), before);
+
+    assert_eq!(run(dir.path(), &plans, CONFIGURE, false).unwrap(), 2);
+    let conf = dir.path().join("etc/relay/relay.conf");
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "listen = 1\n");
+    assert_eq!(std::fs::metadata(&conf).unwrap().mode() & 0o777, 0o640);
+    let pending =
+        std::fs::read_to_string(dir.path().join("var/lib/cmdeploy/pending-restarts")).unwrap();
+    assert_eq!(
+        pending,
+        "daemon-reload\ncomponent relay\nunit other.service\n"
+    );
+
+    assert_eq!(
+        run(dir.path(), &plans, CONFIGURE, false).unwrap(),
+        0,
+        "identical re-run"
+    );
+
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert_eq!(
+        run(dir.path(), &config_plan("listen = 1\n"), CONFIGURE, false).unwrap(),
+        1,
+        "mode drift is repaired"
+    );
+    assert_eq!(std::fs::metadata(&conf).unwrap().mode() & 0o777, 0o640);
+}
+
+#[test]
+fn without_systemd_activation_keeps_what_is_owed() {
+    let dir = target_dir();
+    run(dir.path(), &config_plan("a\n"), CONFIGURE, false).unwrap();
+    let pending = dir.path().join("var/lib/cmdeploy/pending-restarts");
+    let owed = std::fs::read_to_string(&pending).unwrap();
+    let activate = Phases {
+        install: false,
+        configure: false,
+        activate: true,
+    };
+    assert_eq!(
+        run(dir.path(), &config_plan("a\n"), activate, false).unwrap(),
+        0
+    );
+    assert_eq!(std::fs::read_to_string(&pending).unwrap(), owed);
+}
