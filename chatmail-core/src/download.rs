@@ -10,10 +10,15 @@ use sha2::{Digest, Sha256};
 use crate::files::{self, Meta};
 use crate::plan::{Download, DownloadSource};
 
-/// True when the installed file is missing or differs from the expected checksum.
+/// True when the installed file is missing or differs from the expected checksum (or, for a
+/// bundled binary, from the shipped file).
 pub fn needed(dest: &Path, download: &Download) -> Result<bool> {
+    let expected = match &download.source {
+        DownloadSource::Bundled(path) => sha256_hex(&read_bundled(path)?),
+        _ => download.sha256.to_ascii_lowercase(),
+    };
     match std::fs::read(dest) {
-        Ok(content) => Ok(sha256_hex(&content) != download.sha256.to_ascii_lowercase()),
+        Ok(content) => Ok(sha256_hex(&content) != expected),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(true),
         Err(err) => Err(err).with_context(|| format!("reading {}", dest.display())),
     }
@@ -26,6 +31,10 @@ pub fn fetch(dest: &Path, download: &Download, owner: Meta) -> Result<()> {
         DownloadSource::Url(url) => get(url)?,
         DownloadSource::Local(path) => {
             std::fs::read(path).with_context(|| format!("reading local file {}", path.display()))?
+        }
+        DownloadSource::Bundled(path) => {
+            let content = read_bundled(path)?;
+            return files::write_atomic(dest, &content, Meta { mode: download.mode, ..owner });
         }
     };
     let content = match &download.extract {
@@ -56,8 +65,18 @@ pub fn fetch(dest: &Path, download: &Download, owner: Meta) -> Result<()> {
 pub fn describe(source: &DownloadSource) -> String {
     match source {
         DownloadSource::Url(url) => url.clone(),
-        DownloadSource::Local(path) => path.display().to_string(),
+        DownloadSource::Local(path) | DownloadSource::Bundled(path) => path.display().to_string(),
     }
+}
+
+fn read_bundled(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| {
+        format!(
+            "the relay program {} is missing: build it (`cargo build --release`) next to cmdeploy, \
+             or name its directory with --binaries",
+            path.display()
+        )
+    })
 }
 
 fn get(url: &str) -> Result<Vec<u8>> {

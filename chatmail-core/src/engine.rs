@@ -1,7 +1,7 @@
 //! The engine: turns the components' declarations into action on the target, phase by phase,
 //! changing only what differs and restarting only what a change touched.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -18,7 +18,7 @@ use crate::report::Report;
 use crate::state::{Owed, Pending};
 use crate::target::{Target, shell_words, tail};
 use crate::template::Templates;
-use crate::{download, dpkg, systemd};
+use crate::{download, dpkg, ports, systemd};
 
 /// The phases of a run; always executed in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +118,8 @@ pub struct Engine<'t> {
     verbose: bool,
     pending: Pending,
     accounts: Accounts,
+    /// Components to restart when a given file changes (from their `watch` declarations).
+    watchers: BTreeMap<PathBuf, Vec<Owed>>,
     pub report: Report,
 }
 
@@ -130,6 +132,7 @@ impl<'t> Engine<'t> {
             verbose,
             pending: Pending::load(target, !dry_run)?,
             accounts: Accounts::read(target)?,
+            watchers: BTreeMap::new(),
             report: Report::default(),
         })
     }
@@ -138,6 +141,16 @@ impl<'t> Engine<'t> {
     pub fn run(&mut self, plans: &[Planned], phases: Phases) -> Result<()> {
         if phases.configure {
             self.check_required(plans)?;
+        }
+        if phases.activate && self.facts.systemd && !self.facts.container {
+            check_ports(plans)?;
+        }
+        self.watchers.clear();
+        for planned in plans {
+            for path in planned.configure.iter().flat_map(|c| &c.watches) {
+                let owed = Owed::Component(planned.component.to_owned());
+                self.watchers.entry(path.clone()).or_default().push(owed);
+            }
         }
         if phases.install {
             self.install(plans)?;
@@ -426,6 +439,18 @@ impl<'t> Engine<'t> {
                 let unit_owed = Owed::Unit(unit.to_owned());
                 let restart = restart_all || self.pending.contains(&unit_owed);
                 done.push(unit_owed);
+                if service.masked {
+                    if state.active {
+                        self.unit_action(name, "stop", unit)?;
+                    }
+                    if state.file_state != "masked" {
+                        self.unit_action(name, "mask", unit)?;
+                    }
+                    continue;
+                }
+                if state.file_state == "masked" {
+                    self.unit_action(name, "unmask", unit)?;
+                }
                 if service.enabled != state.enabled() {
                     let verb = if service.enabled { "enable" } else { "disable" };
                     self.unit_action(name, verb, unit)?;
@@ -557,6 +582,26 @@ impl<'t> Engine<'t> {
             || files::remove(&full).map(drop),
         )
     }
+}
+
+/// Fails when a port a component needs is held by a process it does not expect there.
+fn check_ports(plans: &[Planned]) -> Result<()> {
+    let listeners = ports::listeners();
+    for planned in plans {
+        for port in planned.activate.iter().flat_map(|a| &a.ports) {
+            if let Some(holder) = listeners.get(&port.port)
+                && !port.allowed.iter().any(|name| name == holder)
+            {
+                bail!(
+                    "port {} is occupied by {holder}, but {} needs it (for {}); stop {holder} first",
+                    port.port,
+                    planned.component,
+                    port.allowed.join(" or ")
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn is_unit_file(path: &Path) -> bool {

@@ -15,11 +15,15 @@ pub struct Facts {
     pub systemd: bool,
     /// The target is a container (port checks and sysctls do not apply).
     pub container: bool,
+    /// Where the relay's own programs (filtermail, doveauth, ...) are found on the machine
+    /// running cmdeploy: beside the cmdeploy executable unless `--binaries` says otherwise.
+    #[serde(skip)]
+    pub binaries: std::path::PathBuf,
 }
 
 impl Facts {
-    /// Detects the facts of `target`.
-    pub fn detect(target: &Target) -> Facts {
+    /// Detects the facts of `target`; the relay's programs are looked up in `binaries`.
+    pub fn detect(target: &Target, binaries: std::path::PathBuf) -> Facts {
         let arch = std::env::consts::ARCH.to_owned();
         let local = target.is_host_root();
         Facts {
@@ -27,6 +31,7 @@ impl Facts {
             arch,
             systemd: local && std::path::Path::new("/run/systemd/system").is_dir(),
             container: local && in_container(),
+            binaries,
         }
     }
 }

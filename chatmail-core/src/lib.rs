@@ -22,6 +22,7 @@ pub mod engine;
 mod facts;
 mod files;
 pub mod plan;
+mod ports;
 mod report;
 mod state;
 mod systemd;

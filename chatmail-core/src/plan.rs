@@ -92,11 +92,13 @@ pub struct File {
     pub restarts: Restarts,
 }
 
-/// A binary fetched by URL, verified by its sha256 (of the extracted member for tarballs).
+/// A binary fetched by URL, verified by its sha256 (of the extracted member for tarballs),
+/// or one of the relay's own binaries shipped next to cmdeploy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Download {
     pub dest: PathBuf,
     pub source: DownloadSource,
+    /// Expected sha256; empty for [`DownloadSource::Bundled`] (compared by content instead).
     pub sha256: String,
     /// For `.tar.gz` sources: the archive member to install.
     pub extract: Option<String>,
@@ -107,8 +109,33 @@ pub struct Download {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum DownloadSource {
     Url(String),
-    /// A file on the machine running cmdeploy (offline installs, locally built binaries).
+    /// A file on the machine running cmdeploy (offline installs of pinned releases).
     Local(PathBuf),
+    /// One of the relay's own programs, built with cmdeploy and shipped beside it.
+    Bundled(PathBuf),
+}
+
+impl Download {
+    /// A pinned release for the target's architecture, from `(arch, url, sha256)` rows, or from
+    /// `local` instead of the URL when given (same checksum).
+    pub fn pinned(
+        dest: &str,
+        facts: &Facts,
+        releases: &[(&str, &str, &str)],
+        extract: Option<&str>,
+        local: Option<PathBuf>,
+    ) -> Result<Download> {
+        let Some((_, url, sha256)) = releases.iter().find(|(arch, _, _)| *arch == facts.arch) else {
+            anyhow::bail!("no release of {dest} is pinned for architecture {}", facts.arch);
+        };
+        Ok(Download {
+            dest: dest.into(),
+            source: local.map_or_else(|| DownloadSource::Url((*url).to_owned()), DownloadSource::Local),
+            sha256: (*sha256).to_owned(),
+            extract: extract.map(str::to_owned),
+            mode: 0o755,
+        })
+    }
 }
 
 /// A command that creates files once (keys, certificates) and never runs while they exist.
@@ -150,6 +177,8 @@ pub struct Service {
     pub unit: String,
     pub running: bool,
     pub enabled: bool,
+    /// Masked: it cannot be started at all (e.g. systemd-resolved, which would take port 53).
+    pub masked: bool,
 }
 
 impl Service {
@@ -159,17 +188,40 @@ impl Service {
             unit: unit.to_owned(),
             running: true,
             enabled: true,
+            masked: false,
         }
     }
 
     /// A unit that should be stopped and disabled (timer-driven or obsolete).
     pub fn stopped(unit: &str) -> Self {
         Service {
-            unit: unit.to_owned(),
             running: false,
             enabled: false,
+            ..Service::running(unit)
         }
     }
+
+    /// A unit that must never run.
+    pub fn masked(unit: &str) -> Self {
+        Service {
+            masked: true,
+            ..Service::stopped(unit)
+        }
+    }
+
+    /// Running now, but enabled at boot only if `enabled`.
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+}
+
+/// A TCP port a component's daemon listens on, and the process names allowed to hold it; a
+/// run fails early when another program occupies it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Port {
+    pub port: u16,
+    pub allowed: Vec<String>,
 }
 
 /// What a component installs: the same for every relay.
@@ -193,12 +245,15 @@ pub struct ConfigurePlan {
     pub validators: Vec<Validator>,
     pub removals: Vec<PathBuf>,
     pub required: Vec<Required>,
+    /// Files written by other components whose change restarts this component's services.
+    pub watches: Vec<PathBuf>,
 }
 
-/// Which services a component runs.
+/// Which services a component runs, and the ports they hold.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct ActivatePlan {
     pub services: Vec<Service>,
+    pub ports: Vec<Port>,
 }
 
 /// The install phase's context: facts about the target and the component's templates, but no
@@ -312,6 +367,17 @@ impl<'a> Install<'a> {
         self.plan.downloads.push(download);
     }
 
+    /// Installs the relay's own program `name` (shipped beside cmdeploy) at `dest`.
+    pub fn bundled_binary(&mut self, name: &str, dest: &str) {
+        self.plan.downloads.push(Download {
+            dest: dest.into(),
+            source: DownloadSource::Bundled(self.facts.binaries.join(name)),
+            sha256: String::new(),
+            extract: None,
+            mode: 0o755,
+        });
+    }
+
     /// A file or directory left behind by older releases, removed if present.
     pub fn remove(&mut self, path: &str) {
         self.plan.removals.push(path.into());
@@ -398,6 +464,11 @@ impl<'a> Configure<'a> {
         self.plan.removals.push(path.into());
     }
 
+    /// Restarts this component's services whenever another component changes `path`.
+    pub fn watch(&mut self, path: &str) {
+        self.plan.watches.push(path.into());
+    }
+
     /// Fails the run before anything is touched unless `path` exists on the target.
     pub fn require_file(&mut self, path: impl AsRef<Path>, why: &str) {
         self.plan.required.push(Required {
@@ -418,6 +489,14 @@ impl<'a> Activate<'a> {
 
     pub fn service(&mut self, service: Service) {
         self.plan.services.push(service);
+    }
+
+    /// Declares that this component's daemons listen on `port` under one of `allowed` names.
+    pub fn port(&mut self, port: u16, allowed: &[&str]) {
+        self.plan.ports.push(Port {
+            port,
+            allowed: allowed.iter().map(|a| (*a).to_owned()).collect(),
+        });
     }
 }
 

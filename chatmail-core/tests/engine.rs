@@ -40,6 +40,7 @@ fn facts() -> Facts {
         deb_arch: "amd64".into(),
         systemd: false,
         container: false,
+        binaries: "/nonexistent".into(),
     }
 }
 

@@ -72,3 +72,12 @@ fn load_config(path: &std::path::Path) -> anyhow::Result<chatmail_core::config::
     let env = |name: &str| std::env::var(name).ok();
     Ok(chatmail_core::config::Config::load_with_env(path, &env)?)
 }
+
+/// Where the relay's own programs are: `explicit`, or beside this executable.
+fn binaries_dir(explicit: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = explicit {
+        return Ok(dir.to_owned());
+    }
+    let exe = std::env::current_exe()?;
+    Ok(exe.parent().map(std::path::Path::to_owned).unwrap_or_default())
+}

@@ -23,6 +23,10 @@ pub struct Args {
     /// Deploy into this directory instead of the running system (commands run in a chroot).
     #[arg(long, default_value = "/", value_name = "DIR")]
     root: PathBuf,
+    /// Directory holding the relay's own programs (filtermail, doveauth, ...) to install;
+    /// by default the directory of this cmdeploy executable.
+    #[arg(long, env = "CMDEPLOY_BINARIES", value_name = "DIR")]
+    binaries: Option<PathBuf>,
     /// Directory of template overrides: a file at <component>/<name> replaces that template.
     #[arg(long, env = "CMDEPLOY_TEMPLATES", value_name = "DIR")]
     templates: Option<PathBuf>,
@@ -40,7 +44,7 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<()> {
     let registry = Registry::linked()?;
     let components = registry.select(&args.only, &args.skip)?;
     let target = Target::new(&args.root, verbose)?;
-    let facts = Facts::detect(&target);
+    let facts = Facts::detect(&target, crate::binaries_dir(args.binaries.as_deref())?);
     let templates = Templates::new(&components, args.templates.as_deref())?;
     let plans = engine::plan(&components, config.as_ref(), &facts, &templates)?;
 

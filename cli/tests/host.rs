@@ -48,16 +48,17 @@ fn deploy(host: &Host, extra: &[&str]) -> String {
     text
 }
 
-/// Main PID of each unit: a restart changes it.
-fn main_pids(host: &Host) -> BTreeMap<&'static str, String> {
+/// When each unit last became active: a restart changes it.
+fn start_stamps(host: &Host) -> BTreeMap<&'static str, String> {
     UNITS
         .iter()
         .map(|unit| {
-            let pid = host
-                .exec_ok(&["systemctl", "show", "--property=MainPID", "--value", unit])
+            let property = "--property=ActiveEnterTimestampMonotonic";
+            let stamp = host
+                .exec_ok(&["systemctl", "show", property, "--value", unit])
                 .unwrap();
-            assert_ne!(pid.trim(), "0", "{unit} is not running");
-            (*unit, pid.trim().to_owned())
+            assert_ne!(stamp.trim(), "0", "{unit} never became active");
+            (*unit, stamp.trim().to_owned())
         })
         .collect()
 }
@@ -80,12 +81,12 @@ fn activation_starts_services_restarts_only_what_changed_and_survives_split_phas
         String::from_utf8_lossy(&active.stdout),
         "active\nactive\nactive\n"
     );
-    let started = main_pids(&host);
+    let started = start_stamps(&host);
 
     let again = deploy(&host, &[]);
     assert!(again.contains("nothing to change"), "{again}");
     assert_eq!(
-        main_pids(&host),
+        start_stamps(&host),
         started,
         "an identical re-run restarts nothing"
     );
@@ -101,7 +102,7 @@ fn activation_starts_services_restarts_only_what_changed_and_survives_split_phas
         owed.contains("component postfix") && owed.contains("component dovecot"),
         "{owed}"
     );
-    assert_eq!(main_pids(&host), started, "configure restarts nothing");
+    assert_eq!(start_stamps(&host), started, "configure restarts nothing");
     let activated = deploy(&host, &["--phase", "activate"]);
     assert!(
         activated.contains("postfix: restart postfix.service"),
@@ -111,7 +112,7 @@ fn activation_starts_services_restarts_only_what_changed_and_survives_split_phas
         activated.contains("dovecot: restart dovecot.service"),
         "{activated}"
     );
-    let now = main_pids(&host);
+    let now = start_stamps(&host);
     assert_ne!(now["postfix.service"], started["postfix.service"]);
     assert_ne!(now["dovecot.service"], started["dovecot.service"]);
     assert_eq!(
@@ -140,7 +141,7 @@ fn activation_starts_services_restarts_only_what_changed_and_survives_split_phas
         !only.contains("dovecot:") && !only.contains("opendkim:"),
         "{only}"
     );
-    let after = main_pids(&host);
+    let after = start_stamps(&host);
     assert_ne!(after["postfix.service"], now["postfix.service"]);
     assert_eq!(after["dovecot.service"], now["dovecot.service"]);
 }

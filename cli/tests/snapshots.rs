@@ -46,6 +46,7 @@ fn rendered(body: &str) -> BTreeMap<PathBuf, Vec<u8>> {
         deb_arch: "amd64".into(),
         systemd: true,
         container: false,
+        binaries: "/nonexistent".into(),
     };
     let plans = engine::plan(&components, Some(&config), &facts, &templates).unwrap();
     let mut files = BTreeMap::new();

@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -21,6 +21,8 @@ pub struct Host {
     pub nspawn_pid: u32,
     /// PID 1 of the guest, as seen from this machine.
     pub leader_pid: u32,
+    /// The nspawn child process, when this handle started it (and must reap it).
+    process: Option<Child>,
     /// The guest's address; this machine is `.1` on the same /24.
     pub address: Ipv4Addr,
     stop_on_drop: bool,
@@ -52,17 +54,18 @@ impl Host {
             .process_group(0)
             .spawn()
             .context("starting systemd-nspawn (is systemd-container installed?)")?;
-        let mut host = Host {
+        let leader_pid = wait_for_leader(child.id(), &log_path, || {
+            child.try_wait().is_ok_and(|status| status.is_none())
+        })?;
+        let host = Host {
             name: name.to_owned(),
             root: root.to_owned(),
             nspawn_pid: child.id(),
-            leader_pid: 0,
+            leader_pid,
+            process: Some(child),
             address: Ipv4Addr::new(10, 77, net, 2),
             stop_on_drop: true,
         };
-        host.leader_pid = wait_for_leader(child.id(), &log_path, || {
-            child.try_wait().is_ok_and(|status| status.is_none())
-        })?;
         host.wait_until_booted()?;
         host.configure_network(net)?;
         Ok(host)
@@ -77,6 +80,7 @@ impl Host {
             root: root.to_owned(),
             nspawn_pid,
             leader_pid,
+            process: None,
             address: Ipv4Addr::new(10, 77, net, 2),
             stop_on_drop: false,
         })
@@ -169,7 +173,23 @@ impl Host {
 
     /// Powers the guest off and waits for the nspawn process to end (killing it after 30 s).
     pub fn stop(&mut self) -> Result<()> {
-        stop_pid(self.nspawn_pid)
+        let Some(child) = &mut self.process else {
+            return stop_pid(self.nspawn_pid);
+        };
+        if child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        check(Command::new("kill").args(["-TERM", &child.id().to_string()]))?;
+        let start = Instant::now();
+        while child.try_wait()?.is_none() {
+            if start.elapsed() > Duration::from_secs(30) {
+                child.kill()?;
+                child.wait()?;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
     }
 }
 
