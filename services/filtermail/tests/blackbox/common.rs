@@ -145,7 +145,8 @@ fn sink_session(
 
 /// The `filtermail` binary under test, running with its own chatmail.ini.
 pub struct Filtermail {
-    child: Child,
+    /// The running process (the benchmark reads its memory use).
+    pub child: Child,
     pub smtp_port: u16,
     pub http_port: u16,
     pub mailboxes: PathBuf,
