@@ -34,7 +34,14 @@ pub fn fetch(dest: &Path, download: &Download, owner: Meta) -> Result<()> {
         }
         DownloadSource::Bundled(path) => {
             let content = read_bundled(path)?;
-            return files::write_atomic(dest, &content, Meta { mode: download.mode, ..owner });
+            return files::write_atomic(
+                dest,
+                &content,
+                Meta {
+                    mode: download.mode,
+                    ..owner
+                },
+            );
         }
     };
     let content = match &download.extract {

@@ -125,12 +125,19 @@ impl Download {
         extract: Option<&str>,
         local: Option<PathBuf>,
     ) -> Result<Download> {
-        let Some((_, url, sha256)) = releases.iter().find(|(arch, _, _)| *arch == facts.arch) else {
-            anyhow::bail!("no release of {dest} is pinned for architecture {}", facts.arch);
+        let Some((_, url, sha256)) = releases.iter().find(|(arch, _, _)| *arch == facts.arch)
+        else {
+            anyhow::bail!(
+                "no release of {dest} is pinned for architecture {}",
+                facts.arch
+            );
         };
         Ok(Download {
             dest: dest.into(),
-            source: local.map_or_else(|| DownloadSource::Url((*url).to_owned()), DownloadSource::Local),
+            source: local.map_or_else(
+                || DownloadSource::Url((*url).to_owned()),
+                DownloadSource::Local,
+            ),
             sha256: (*sha256).to_owned(),
             extract: extract.map(str::to_owned),
             mode: 0o755,

@@ -11,10 +11,15 @@ pub fn listeners() -> BTreeMap<u16, String> {
         for line in text.lines().skip(1) {
             let fields: Vec<&str> = line.split_whitespace().collect();
             // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-            let (Some(local), Some(state), Some(inode)) = (fields.get(1), fields.get(3), fields.get(9)) else {
+            let (Some(local), Some(state), Some(inode)) =
+                (fields.get(1), fields.get(3), fields.get(9))
+            else {
                 continue;
             };
-            let port = local.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+            let port = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
             if let (Some(port), "0A", Ok(inode)) = (port, *state, inode.parse()) {
                 inodes.insert(inode, port);
             }
@@ -35,9 +40,14 @@ pub fn listeners() -> BTreeMap<u16, String> {
                 .strip_prefix("socket:[")
                 .and_then(|rest| rest.strip_suffix(']'))
                 .and_then(|n| n.parse::<u64>().ok());
-            if let Some(port) = inode.filter(|i| wanted.contains(i)).and_then(|i| inodes.get(&i)) {
+            if let Some(port) = inode
+                .filter(|i| wanted.contains(i))
+                .and_then(|i| inodes.get(&i))
+            {
                 let comm = std::fs::read_to_string(process.path().join("comm")).unwrap_or_default();
-                holders.entry(*port).or_insert_with(|| comm.trim().to_owned());
+                holders
+                    .entry(*port)
+                    .or_insert_with(|| comm.trim().to_owned());
             }
         }
     }

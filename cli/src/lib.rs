@@ -79,5 +79,8 @@ fn binaries_dir(explicit: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
         return Ok(dir.to_owned());
     }
     let exe = std::env::current_exe()?;
-    Ok(exe.parent().map(std::path::Path::to_owned).unwrap_or_default())
+    Ok(exe
+        .parent()
+        .map(std::path::Path::to_owned)
+        .unwrap_or_default())
 }

@@ -17,7 +17,10 @@ pub fn run(config_path: &Path, args: &Args) -> Result<()> {
     let registry = Registry::linked()?;
     let components = registry.select(&[], &[])?;
     let config = crate::load_config(config_path);
-    let facts = Facts::detect(&Target::new(Path::new("/"), false)?, crate::binaries_dir(None)?);
+    let facts = Facts::detect(
+        &Target::new(Path::new("/"), false)?,
+        crate::binaries_dir(None)?,
+    );
     let templates = Templates::new(&components, None)?;
     let plans = engine::plan(&components, config.as_ref().ok(), &facts, &templates)?;
     if args.packages {

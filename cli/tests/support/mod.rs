@@ -132,6 +132,7 @@ impl Root {
 impl Drop for Root {
     fn drop(&mut self) {
         remove_tree(&self.path);
+        let _ = std::fs::remove_file(self.path.with_extension("console.log"));
     }
 }
 
