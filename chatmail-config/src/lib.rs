@@ -16,6 +16,9 @@ pub use config::{
 };
 pub use init::default_ini;
 
+/// Where a deployed relay keeps the effective settings that its programs read.
+pub const RELAY_SETTINGS_PATH: &str = "/usr/local/lib/chatmaild/chatmail.ini";
+
 /// A setting that cannot be read, with a message naming the file, line, key and value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error(String);

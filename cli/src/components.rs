@@ -2,10 +2,20 @@
 //! that is not linked never registers: every component crate is named here.
 
 use chatmail_base as _;
+use chatmail_chatmaild as _;
 use chatmail_dovecot as _;
+use chatmail_filtermail as _;
 use chatmail_opendkim as _;
 use chatmail_postfix as _;
 use chatmail_tls as _;
 
 /// The names of the built-in components; a test checks the registry against it.
-pub const BUILT_IN: &[&str] = &["base", "dovecot", "opendkim", "postfix", "tls"];
+pub const BUILT_IN: &[&str] = &[
+    "base",
+    "chatmaild",
+    "dovecot",
+    "filtermail",
+    "opendkim",
+    "postfix",
+    "tls",
+];

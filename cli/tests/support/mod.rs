@@ -179,6 +179,7 @@ pub fn fresh_root_from(tarball: &Path, name: &str) -> Root {
 pub fn installed_root(name: &str) -> Root {
     static INSTALLED: OnceLock<Root> = OnceLock::new();
     let installed = INSTALLED.get_or_init(|| {
+        assert_relay_programs_built();
         let root = fresh_root("installed");
         let run = cmdeploy(
             &[
@@ -245,5 +246,17 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (u32, u32, u32, u64
         if meta.is_dir() && path != root.join("proc") && path != root.join("dev") {
             walk(root, &path, out);
         }
+    }
+}
+
+/// The relay's own programs are installed from beside the cmdeploy binary under test.
+pub fn assert_relay_programs_built() {
+    let dir = Path::new(env!("CARGO_BIN_EXE_cmdeploy")).parent().unwrap();
+    for program in ["filtermail", "doveauth", "newemail"] {
+        assert!(
+            dir.join(program).exists(),
+            "{} is missing: run `cargo build --workspace` (or `cargo test --workspace`) first",
+            dir.join(program).display()
+        );
     }
 }

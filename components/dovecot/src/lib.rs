@@ -25,8 +25,9 @@ impl Component for Dovecot {
         "dovecot"
     }
 
+    /// The dict sockets of chatmaild must exist when Dovecot starts.
     fn after(&self) -> &'static [&'static str] {
-        &["base", "tls"]
+        &["base", "chatmaild", "tls"]
     }
 
     fn templates(&self) -> Option<&'static Dir<'static>> {

@@ -26,9 +26,9 @@ impl Component for Postfix {
     }
 
     /// Dovecot creates the auth and LMTP sockets in Postfix's spool; OpenDKIM the milter
-    /// socket directory and the group Postfix joins.
+    /// socket directory and the group Postfix joins; filtermail takes mail before the queue.
     fn after(&self) -> &'static [&'static str] {
-        &["base", "tls", "dovecot", "opendkim"]
+        &["base", "tls", "dovecot", "opendkim", "filtermail"]
     }
 
     fn templates(&self) -> Option<&'static Dir<'static>> {

@@ -1,0 +1,61 @@
+//! `filtermail`: the before-queue filter between Postfix and the world that lets only
+//! encrypted mail through (from `services/filtermail`), for outgoing and incoming mail.
+//! With it, Postfix delivers remote mail itself (see the postfix component).
+
+use anyhow::Result;
+use chatmail_core::config::RELAY_SETTINGS_PATH;
+use chatmail_core::plan::Service;
+use chatmail_core::{Activate, Component, Configure, Install, register};
+use include_dir::{Dir, include_dir};
+
+static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templates/filtermail");
+
+const UNITS: [&str; 2] = ["filtermail.service", "filtermail-incoming.service"];
+
+/// The encryption-enforcing mail filter.
+#[derive(Debug)]
+pub struct Filtermail;
+
+impl Component for Filtermail {
+    fn name(&self) -> &'static str {
+        "filtermail"
+    }
+
+    fn after(&self) -> &'static [&'static str] {
+        &["base", "chatmaild"]
+    }
+
+    fn templates(&self) -> Option<&'static Dir<'static>> {
+        Some(&TEMPLATES)
+    }
+
+    fn install(&self, install: &mut Install<'_>) -> Result<()> {
+        install.bundled_binary("filtermail", "/usr/local/bin/filtermail");
+        for unit in UNITS {
+            install.template(&format!("/etc/systemd/system/{unit}"), unit)?;
+        }
+        Ok(())
+    }
+
+    fn configure(&self, configure: &mut Configure<'_>) -> Result<()> {
+        configure.watch(RELAY_SETTINGS_PATH);
+        Ok(())
+    }
+
+    fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
+        for unit in UNITS {
+            activate.service(Service::running(unit));
+        }
+        let config = activate.config;
+        for port in [
+            config.filtermail_smtp_port,
+            config.filtermail_smtp_port_incoming,
+            config.filtermail_http_port_incoming,
+        ] {
+            activate.port(port, &["filtermail"]);
+        }
+        Ok(())
+    }
+}
+
+register!(Filtermail);
