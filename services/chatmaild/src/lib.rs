@@ -11,6 +11,8 @@
 //! One module per program (the binaries in `src/bin/` are thin wrappers):
 //! - [`doveauth`]: Dovecot passdb/userdb that creates accounts on first login, with [`syslimits`].
 //! - [`lastlogin`]: records IMAP logins as the password file's mtime.
+//! - [`metadata`]: IMAP METADATA (device tokens, server keys) and [`tokens`], feeding the
+//!   [`notifier`] queue.
 
 pub mod accounts;
 pub mod crypt;
@@ -18,8 +20,11 @@ pub mod dict;
 pub mod doveauth;
 pub mod files;
 pub mod lastlogin;
+pub mod metadata;
+pub mod notifier;
 pub mod random;
 pub mod syslimits;
+pub mod tokens;
 
 /// Where deployments keep `chatmail.ini`; the default of every program's ini argument.
 pub const DEFAULT_INI: &str = "/usr/local/lib/chatmaild/chatmail.ini";

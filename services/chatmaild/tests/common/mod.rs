@@ -3,10 +3,13 @@
 // Each test binary uses a different part of these helpers; failing loudly is their job.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const DOMAIN: &str = "chat.example.org";
@@ -253,4 +256,141 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// Polls `done` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A port on 127.0.0.1 where nothing listens (until someone binds it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A stand-in for the push service on 127.0.0.1: records each POST body and answers with
+/// the queued statuses, then 200.
+pub struct PushServer {
+    pub url: String,
+    port: u16,
+    bodies: Arc<Mutex<Vec<String>>>,
+    statuses: Arc<Mutex<VecDeque<u16>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PushServer {
+    pub fn start() -> PushServer {
+        Self::start_on(0)
+    }
+
+    pub fn start_on(port: u16) -> PushServer {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let statuses = Arc::new(Mutex::new(VecDeque::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (bodies, statuses, stop) = (bodies.clone(), statuses.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    serve_one(conn, &bodies, &statuses);
+                }
+            })
+        };
+        PushServer {
+            url: format!("http://127.0.0.1:{port}/notify"),
+            port,
+            bodies,
+            statuses,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Answers the next requests with `statuses`, in order.
+    pub fn respond_with(&self, statuses: &[u16]) {
+        self.statuses.lock().unwrap().extend(statuses);
+    }
+
+    /// The bodies received so far.
+    pub fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` bodies arrived, then returns them.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<String> {
+        assert!(
+            wait_until(timeout, || self.bodies().len() >= n),
+            "expected {n} notifications, got {:?}",
+            self.bodies()
+        );
+        self.bodies()
+    }
+}
+
+impl Drop for PushServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn serve_one(
+    mut conn: std::net::TcpStream,
+    bodies: &Mutex<Vec<String>>,
+    statuses: &Mutex<VecDeque<u16>>,
+) {
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() || request_line.is_empty() {
+        return;
+    }
+    assert!(
+        request_line.starts_with("POST /notify "),
+        "{request_line:?}"
+    );
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).unwrap();
+        if header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    bodies
+        .lock()
+        .unwrap()
+        .push(String::from_utf8(body).unwrap());
+    let status = statuses.lock().unwrap().pop_front().unwrap_or(200);
+    let reply = format!("HTTP/1.1 {status} Test\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    let _ = conn.write_all(reply.as_bytes());
 }
