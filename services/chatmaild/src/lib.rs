@@ -13,11 +13,13 @@
 //! - [`lastlogin`]: records IMAP logins as the password file's mtime.
 //! - [`metadata`]: IMAP METADATA (device tokens, server keys) and [`tokens`], feeding the
 //!   [`notifier`] queue.
+//! - [`expire`]: age, size and inactivity expiry, and the quota trim of `chatmail-quota-expire`.
 
 pub mod accounts;
 pub mod crypt;
 pub mod dict;
 pub mod doveauth;
+pub mod expire;
 pub mod files;
 pub mod lastlogin;
 pub mod metadata;
