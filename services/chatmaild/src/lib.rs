@@ -14,6 +14,8 @@
 //! - [`metadata`]: IMAP METADATA (device tokens, server keys) and [`tokens`], feeding the
 //!   [`notifier`] queue.
 //! - [`expire`]: age, size and inactivity expiry, and the quota trim of `chatmail-quota-expire`.
+//! - [`fsreport`]: storage and account statistics, optionally as Prometheus text.
+//! - [`newemail`]: the CGI that suggests a fresh address and password.
 
 pub mod accounts;
 pub mod crypt;
@@ -21,8 +23,10 @@ pub mod dict;
 pub mod doveauth;
 pub mod expire;
 pub mod files;
+pub mod fsreport;
 pub mod lastlogin;
 pub mod metadata;
+pub mod newemail;
 pub mod notifier;
 pub mod random;
 pub mod syslimits;
