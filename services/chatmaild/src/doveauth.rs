@@ -23,6 +23,9 @@ pub struct Doveauth {
     nocreate: PathBuf,
     /// `@<mail_domain>`: the only addresses served.
     domain_suffix: String,
+    /// One permit per core: account creations hash at most this many at once, so a burst of
+    /// first logins cannot crowd out lookups of existing accounts.
+    hashing: Arc<tokio::sync::Semaphore>,
 }
 
 impl Doveauth {
@@ -32,6 +35,9 @@ impl Doveauth {
             domain_suffix: format!("@{}", config.mail_domain),
             config: Arc::new(config),
             nocreate,
+            hashing: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         }
     }
 
@@ -77,7 +83,11 @@ impl Doveauth {
         let creator = account.clone();
         let limits = self.limits.clone();
         let data_dir = self.config.mailboxes_dir.clone();
+        let Ok(permit) = Arc::clone(&self.hashing).acquire_owned().await else {
+            return Lookup::Failed;
+        };
         let created = tokio::task::spawn_blocking(move || -> Result<Result<Created, String>> {
+            let _permit = permit;
             // Checked here, off the async workers: it reads /proc and calls statvfs.
             if let Err(reason) = limits.check(&data_dir) {
                 eprintln!("warning: registration rejected: {reason}");
