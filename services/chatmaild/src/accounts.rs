@@ -59,7 +59,7 @@ impl Account {
     /// file also means "no account" and is logged as an error.
     pub fn password(&self) -> Result<Option<String>> {
         let path = self.password_path();
-        match std::fs::read_to_string(&path) {
+        match read_small(&path) {
             Ok(hash) if hash.is_empty() => {
                 eprintln!(
                     "error: {} is empty, treating {} as absent",
@@ -125,6 +125,17 @@ impl Account {
             quote(hash)
         )
     }
+}
+
+/// Reads a small text file with as few system calls as possible (open, read, read, close):
+/// this is the hot path of every login.
+fn read_small(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(128);
+    std::fs::File::open(path)?
+        .take(u64::MAX)
+        .read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// The addresses with a folder in `mailboxes_dir` (names containing `@`), sorted.
