@@ -145,11 +145,7 @@ impl Notifier {
         let queue_dir = queue_dir(&config);
         std::fs::create_dir_all(&queue_dir)
             .with_context(|| format!("creating {}", queue_dir.display()))?;
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(settings.timeout))
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
+        let agent = ureq::AgentBuilder::new().timeout(settings.timeout).build();
         let levels = settings.delays.iter().map(|_| Level::default()).collect();
         let notifier = Notifier {
             shared: Arc::new(Shared {
@@ -296,12 +292,16 @@ impl Shared {
 
     fn attempt(&self, level: usize, item: Item) {
         let path = self.queue_dir.join(&item.id);
-        let status = self
+        let status = match self
             .agent
             .post(&self.settings.endpoint)
-            .header("content-type", "text/plain")
-            .send(item.token.as_str())
-            .map(|response| response.status().as_u16());
+            .set("content-type", "text/plain")
+            .send_string(&item.token)
+        {
+            Ok(response) => Ok(response.status()),
+            Err(ureq::Error::Status(status, _)) => Ok(status),
+            Err(err) => Err(err),
+        };
         match status {
             Ok(200) => remove(&path),
             Ok(410) => {
