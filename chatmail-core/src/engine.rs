@@ -451,7 +451,10 @@ impl<'t> Engine<'t> {
                 if state.file_state == "masked" {
                     self.unit_action(name, "unmask", unit)?;
                 }
-                if service.enabled != state.enabled() {
+                if state
+                    .enabled()
+                    .is_some_and(|enabled| enabled != service.enabled)
+                {
                     let verb = if service.enabled { "enable" } else { "disable" };
                     self.unit_action(name, verb, unit)?;
                 }

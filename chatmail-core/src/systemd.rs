@@ -15,12 +15,14 @@ pub struct UnitState {
 }
 
 impl UnitState {
-    /// Enabled at boot, or a unit that cannot be enabled (`static`, aliases, generated).
-    pub fn enabled(&self) -> bool {
-        matches!(
-            self.file_state.as_str(),
-            "enabled" | "enabled-runtime" | "static" | "alias" | "generated" | "indirect"
-        )
+    /// Whether the unit starts at boot; `None` for units that cannot be enabled or disabled
+    /// (`static` units without an `[Install]` section, aliases, generated units).
+    pub fn enabled(&self) -> Option<bool> {
+        match self.file_state.as_str() {
+            "enabled" | "enabled-runtime" => Some(true),
+            "disabled" => Some(false),
+            _ => None,
+        }
     }
 }
 

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use chatmail_core::engine;
+use chatmail_core::plan::DownloadSource;
 use chatmail_core::{Facts, Registry, Target, Templates};
 
 #[derive(Debug, clap::Args)]
@@ -11,6 +12,9 @@ pub struct Args {
     /// Print only the Debian packages the install phase wants, one per line.
     #[arg(long)]
     packages: bool,
+    /// Print only the relay's own programs that install copies from beside cmdeploy.
+    #[arg(long, conflicts_with = "packages")]
+    bundled: bool,
 }
 
 pub fn run(config_path: &Path, args: &Args) -> Result<()> {
@@ -29,6 +33,16 @@ pub fn run(config_path: &Path, args: &Args) -> Result<()> {
             if !seen.contains(package) {
                 println!("{package}");
                 seen.push(package.clone());
+            }
+        }
+        return Ok(());
+    }
+    if args.bundled {
+        for download in plans.iter().flat_map(|p| &p.install.downloads) {
+            if let DownloadSource::Bundled(path) = &download.source
+                && let Some(name) = path.file_name()
+            {
+                println!("{}", name.to_string_lossy());
             }
         }
         return Ok(());

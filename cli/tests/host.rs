@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 use support::*;
 use xtask::host::Host;
 
+/// Where the deploy bundle (cmdeploy and the relay's programs) goes in the host.
+const BUNDLE: &str = "/usr/local/lib/cmdeploy";
+
 const UNITS: [&str; 3] = ["dovecot.service", "postfix.service", "opendkim.service"];
 
 /// A bootable rootfs with the install phase done (in a chroot, where the mirror is reachable).
@@ -18,9 +21,10 @@ fn installed_bootable_root(name: &str) -> Root {
     let root = fresh_root_from(&xtask::rootfs::ensure_bootable().unwrap(), name);
     let run = cmdeploy(&["run", "--phase", "install", "--root", root.str()], &[]);
     assert!(run.ok);
-    std::fs::copy(
-        env!("CARGO_BIN_EXE_cmdeploy"),
-        root.path.join("usr/local/bin/cmdeploy"),
+    let bundle = root.path.join(BUNDLE.trim_start_matches('/'));
+    xtask::bundle::copy(
+        std::path::Path::new(env!("CARGO_BIN_EXE_cmdeploy")),
+        &bundle,
     )
     .unwrap();
     root
@@ -35,7 +39,8 @@ fn set_config(root: &Root, body: &str) {
 }
 
 fn deploy(host: &Host, extra: &[&str]) -> String {
-    let mut argv = vec!["cmdeploy", "run", "--config", "/root/chatmail.ini"];
+    let cmdeploy = format!("{BUNDLE}/cmdeploy");
+    let mut argv = vec![cmdeploy.as_str(), "run", "--config", "/root/chatmail.ini"];
     argv.extend(extra);
     let output = host.exec(&argv).unwrap();
     let text = format!(

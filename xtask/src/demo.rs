@@ -5,11 +5,13 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use xtask::host::{self, Host};
-use xtask::{check, rootfs, workspace};
+use xtask::{bundle, check, rootfs, workspace};
 
 const NAME: &str = "chatmail";
+/// Where the deploy bundle goes in the host.
+const BUNDLE: &str = "/usr/local/lib/cmdeploy";
 const NET: u8 = 0;
 
 fn demo_dir() -> PathBuf {
@@ -23,7 +25,7 @@ fn pid_file() -> PathBuf {
 pub fn start() -> Result<()> {
     stop()?;
     let tarball = rootfs::ensure_bootable()?;
-    check(Command::new("cargo").args(["build", "--quiet", "-p", "cmdeploy"]))?;
+    check(Command::new("cargo").args(["build", "--quiet", "--workspace"]))?;
     let cmdeploy = workspace().join("target/debug/cmdeploy");
     let root = demo_dir().join("root");
     if !root.join("etc/debian_version").exists() {
@@ -37,8 +39,7 @@ pub fn start() -> Result<()> {
             .args(["run", "--phase", "install", "--root"])
             .arg(&root),
     )?;
-    std::fs::copy(&cmdeploy, root.join("usr/local/bin/cmdeploy"))
-        .context("copying cmdeploy into the host")?;
+    bundle::copy(&cmdeploy, &root.join(BUNDLE.trim_start_matches('/')))?;
     let config = root.join("root/chatmail.ini");
     if !config.exists() {
         check(
@@ -49,7 +50,12 @@ pub fn start() -> Result<()> {
     }
 
     let host = Host::boot(&root, NAME, NET)?;
-    let output = host.exec(&["cmdeploy", "run", "--config", "/root/chatmail.ini"])?;
+    let output = host.exec(&[
+        &format!("{BUNDLE}/cmdeploy"),
+        "run",
+        "--config",
+        "/root/chatmail.ini",
+    ])?;
     print!("{}", String::from_utf8_lossy(&output.stdout));
     eprint!("{}", String::from_utf8_lossy(&output.stderr));
     let leader = host.leader_pid;

@@ -3,7 +3,9 @@
 //! - [`rootfs`]: the cached debootstrapped Debian 12 tarball and fresh copies of it.
 //! - [`host`]: a Debian root directory booted with systemd-nspawn in its own network
 //!   namespace, reachable at its own address on this machine.
+//! - [`bundle`]: cmdeploy and the relay's programs, copied together onto a target.
 
+pub mod bundle;
 pub mod host;
 pub mod rootfs;
 
