@@ -559,6 +559,7 @@ impl<'t> Engine<'t> {
         if is_unit_file(&file.path) {
             owed.push(Owed::DaemonReload);
         }
+        owed.extend(self.watchers.get(&file.path).into_iter().flatten().cloned());
         self.change(name, owed, what, diff, || {
             files::write_atomic(&path, &file.content, meta)
         })?;

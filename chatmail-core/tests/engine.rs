@@ -280,3 +280,22 @@ fn without_systemd_activation_keeps_what_is_owed() {
     );
     assert_eq!(std::fs::read_to_string(&pending).unwrap(), owed);
 }
+
+#[test]
+fn a_changed_file_owes_a_restart_to_the_components_watching_it() {
+    let dir = target_dir();
+    let mut plans = config_plan("shared settings\n");
+    plans.push(Planned {
+        component: "reader",
+        install: InstallPlan::default(),
+        configure: Some(ConfigurePlan {
+            watches: vec!["/etc/relay/relay.conf".into()],
+            ..ConfigurePlan::default()
+        }),
+        activate: None,
+    });
+    run(dir.path(), &plans, CONFIGURE, false).unwrap();
+    let pending =
+        std::fs::read_to_string(dir.path().join("var/lib/cmdeploy/pending-restarts")).unwrap();
+    assert!(pending.contains("component reader\n"), "{pending}");
+}

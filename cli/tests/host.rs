@@ -1,46 +1,48 @@
-//! Activation on a booted Debian 12 host (systemd-nspawn): services start, a re-run restarts
-//! nothing, and restarts owed by `--phase configure` are done by a later `--phase activate`.
-//! Slow: needs root, systemd-nspawn and CHATMAIL_SLOW_TESTS=1.
+//! The relay end to end on booted Debian 12 hosts (systemd-nspawn, each in its own network
+//! namespace): `cmdeploy run` inside the host as an operator would, every declared service
+//! active, exact re-runs, restarts only for what changed, split phases, `--only`, a killed
+//! run that converges, and two real Delta Chat accounts exchanging encrypted messages.
+//! Slow: needs root, systemd-nspawn, the Delta Chat client (`scripts/setup-debian`) and
+//! CHATMAIL_SLOW_TESTS=1.
 
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
 mod support;
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Command;
 
 use support::*;
 use xtask::host::Host;
 
 /// Where the deploy bundle (cmdeploy and the relay's programs) goes in the host.
 const BUNDLE: &str = "/usr/local/lib/cmdeploy";
+const CONFIG: &str = "/root/chatmail.ini";
 
-const UNITS: [&str; 3] = ["dovecot.service", "postfix.service", "opendkim.service"];
-
-/// A bootable rootfs with the install phase done (in a chroot, where the mirror is reachable).
-fn installed_bootable_root(name: &str) -> Root {
+/// A booted host with the install phase done (in a chroot before boot: the host has no route
+/// to the Debian mirror) and the deploy bundle in place.
+fn relay_host(name: &str, net: u8, settings: &str) -> (Root, Host) {
     let root = fresh_root_from(&xtask::rootfs::ensure_bootable().unwrap(), name);
     let run = cmdeploy(&["run", "--phase", "install", "--root", root.str()], &[]);
     assert!(run.ok);
     let bundle = root.path.join(BUNDLE.trim_start_matches('/'));
-    xtask::bundle::copy(
-        std::path::Path::new(env!("CARGO_BIN_EXE_cmdeploy")),
-        &bundle,
-    )
-    .unwrap();
-    root
+    xtask::bundle::copy(Path::new(env!("CARGO_BIN_EXE_cmdeploy")), &bundle).unwrap();
+    set_config(&root, settings);
+    let host = Host::boot(&root.path, name, net).unwrap();
+    (root, host)
 }
 
-fn set_config(root: &Root, body: &str) {
-    std::fs::write(
-        root.path.join("root/chatmail.ini"),
-        format!("[params]\n{body}"),
-    )
-    .unwrap();
+/// Test relays accept new accounts whatever the load of this shared machine.
+fn set_config(root: &Root, settings: &str) {
+    let text = format!("[params]\n{settings}max_load_1m = 1000\n");
+    std::fs::write(root.path.join(CONFIG.trim_start_matches('/')), text).unwrap();
 }
 
 fn deploy(host: &Host, extra: &[&str]) -> String {
     let cmdeploy = format!("{BUNDLE}/cmdeploy");
-    let mut argv = vec![cmdeploy.as_str(), "run", "--config", "/root/chatmail.ini"];
+    let mut argv = vec![cmdeploy.as_str(), "run", "--config", CONFIG];
     argv.extend(extra);
     let output = host.exec(&argv).unwrap();
     let text = format!(
@@ -53,9 +55,22 @@ fn deploy(host: &Host, extra: &[&str]) -> String {
     text
 }
 
+/// The units the registry declares running for this host's config (`cmdeploy list`).
+fn declared_running_units(host: &Host) -> Vec<String> {
+    let cmdeploy = format!("{BUNDLE}/cmdeploy");
+    let list = host
+        .exec_ok(&[&cmdeploy, "list", "--config", CONFIG])
+        .unwrap();
+    list.lines()
+        .filter_map(|line| line.trim().strip_prefix("service:"))
+        .filter_map(|rest| rest.trim().strip_suffix(" (running)"))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// When each unit last became active: a restart changes it.
-fn start_stamps(host: &Host) -> BTreeMap<&'static str, String> {
-    UNITS
+fn start_stamps(host: &Host, units: &[String]) -> BTreeMap<String, String> {
+    units
         .iter()
         .map(|unit| {
             let property = "--property=ActiveEnterTimestampMonotonic";
@@ -63,40 +78,112 @@ fn start_stamps(host: &Host) -> BTreeMap<&'static str, String> {
                 .exec_ok(&["systemctl", "show", property, "--value", unit])
                 .unwrap();
             assert_ne!(stamp.trim(), "0", "{unit} never became active");
-            (*unit, stamp.trim().to_owned())
+            (unit.clone(), stamp.trim().to_owned())
         })
         .collect()
 }
 
+fn assert_all_active(host: &Host, units: &[String]) {
+    for unit in units {
+        let state = host.exec(&["systemctl", "is-active", unit]).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&state.stdout).trim(),
+            "active",
+            "{unit}"
+        );
+    }
+}
+
+/// Units whose start stamp differs between two snapshots.
+fn restarted(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Vec<String> {
+    before
+        .iter()
+        .filter(|(unit, stamp)| after[*unit] != **stamp)
+        .map(|(unit, _)| unit.clone())
+        .collect()
+}
+
+/// Bytes of the files that must never change once made (keys, certificates), by path.
+fn secrets(root: &Root, paths: &[&str]) -> Vec<Vec<u8>> {
+    paths.iter().map(|path| root.read(path)).collect()
+}
+
+/// Two Delta Chat accounts register by logging in, exchange encrypted messages both ways,
+/// and cleartext submission is refused. Returns the client's JSON report.
+fn delta_chat_exchange(host: &Host, mail_domain: &str) -> String {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/venv/bin");
+    assert!(
+        venv.join("deltachat-rpc-server").exists(),
+        "run scripts/setup-debian first"
+    );
+    let accounts = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/deltachat_exchange.py");
+    let path = format!(
+        "{}:{}",
+        venv.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = Command::new(venv.join("python"))
+        .arg(script)
+        .arg(host.address.to_string())
+        .arg(mail_domain)
+        .arg(accounts.path().join("accounts"))
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "Delta Chat exchange failed:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(report.contains("\"cleartext_refused\": \"523"), "{report}");
+    eprintln!("delta chat: {report}");
+    report
+}
+
 #[test]
-fn activation_starts_services_restarts_only_what_changed_and_survives_split_phases() {
+fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
     if !slow_tests_enabled() {
         return;
     }
-    let root = installed_bootable_root("host-activate");
     let domain = "mail_domain = _chat.example.org\n";
-    set_config(&root, domain);
-    let host = Host::boot(&root.path, "cm-activate", 41).unwrap();
+    let (root, host) = relay_host("cm-under", 41, domain);
 
     deploy(&host, &[]);
-    let active = host
-        .exec(&["systemctl", "is-active", UNITS[0], UNITS[1], UNITS[2]])
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&active.stdout),
-        "active\nactive\nactive\n"
-    );
-    let started = start_stamps(&host);
+    let units = declared_running_units(&host);
+    for unit in [
+        "dovecot.service",
+        "postfix.service",
+        "opendkim.service",
+        "doveauth.service",
+        "filtermail.service",
+    ] {
+        assert!(
+            units.iter().any(|u| u == unit),
+            "{unit} not declared: {units:?}"
+        );
+    }
+    assert_all_active(&host, &units);
+    let keys = [
+        "/etc/dkimkeys/opendkim.private",
+        "/etc/ssl/private/mailserver.key",
+        "/etc/ssl/certs/mailserver.pem",
+    ];
+    let secrets_before = secrets(&root, &keys);
+    let started = start_stamps(&host, &units);
 
     let again = deploy(&host, &[]);
     assert!(again.contains("nothing to change"), "{again}");
     assert_eq!(
-        start_stamps(&host),
+        start_stamps(&host, &units),
         started,
         "an identical re-run restarts nothing"
     );
 
-    // Configure now, activate later: the restarts are owed on disk in between.
+    delta_chat_exchange(&host, "_chat.example.org");
+
+    // Configure now, activate later: the owed restarts wait on disk in between.
     set_config(&root, &format!("{domain}max_message_size = 1000000\n"));
     let configured = deploy(&host, &["--phase", "configure"]);
     assert!(configured.contains("postfix: update /etc/postfix/main.cf"));
@@ -107,22 +194,29 @@ fn activation_starts_services_restarts_only_what_changed_and_survives_split_phas
         owed.contains("component postfix") && owed.contains("component dovecot"),
         "{owed}"
     );
-    assert_eq!(start_stamps(&host), started, "configure restarts nothing");
-    let activated = deploy(&host, &["--phase", "activate"]);
-    assert!(
-        activated.contains("postfix: restart postfix.service"),
-        "{activated}"
-    );
-    assert!(
-        activated.contains("dovecot: restart dovecot.service"),
-        "{activated}"
-    );
-    let now = start_stamps(&host);
-    assert_ne!(now["postfix.service"], started["postfix.service"]);
-    assert_ne!(now["dovecot.service"], started["dovecot.service"]);
     assert_eq!(
-        now["opendkim.service"], started["opendkim.service"],
-        "opendkim's inputs did not change"
+        start_stamps(&host, &units),
+        started,
+        "configure restarts nothing"
+    );
+    deploy(&host, &["--phase", "activate"]);
+    let now = start_stamps(&host, &units);
+    let mut changed = restarted(&started, &now);
+    changed.sort();
+    assert_eq!(
+        changed,
+        [
+            "chatmail-expire.timer",
+            "chatmail-fsreport.timer",
+            "chatmail-metadata.service",
+            "dovecot.service",
+            "doveauth.service",
+            "filtermail-incoming.service",
+            "filtermail.service",
+            "lastlogin.service",
+            "postfix.service",
+        ],
+        "exactly the services that read max_message_size (directly or via chatmail.ini)"
     );
     assert!(
         host.exec(&["test", "-e", "/var/lib/cmdeploy/pending-restarts"])
@@ -142,11 +236,122 @@ fn activation_starts_services_restarts_only_what_changed_and_survives_split_phas
         only.contains("postfix: update /etc/postfix/master.cf"),
         "{only}"
     );
-    assert!(
-        !only.contains("dovecot:") && !only.contains("opendkim:"),
-        "{only}"
+    for other in [
+        "base:",
+        "chatmaild:",
+        "filtermail:",
+        "opendkim:",
+        "tls:",
+        "dovecot:",
+    ] {
+        assert!(
+            !only.lines().any(|line| line.starts_with(other)),
+            "{other} touched: {only}"
+        );
+    }
+    assert_eq!(
+        restarted(&now, &start_stamps(&host, &units)),
+        ["postfix.service"]
     );
-    let after = start_stamps(&host);
-    assert_ne!(after["postfix.service"], now["postfix.service"]);
-    assert_eq!(after["dovecot.service"], now["dovecot.service"]);
+    assert_eq!(
+        secrets(&root, &keys),
+        secrets_before,
+        "keys and certificates never change"
+    );
+}
+
+#[test]
+fn ipv4_relay_converges_after_a_killed_run_and_loses_nothing() {
+    if !slow_tests_enabled() {
+        return;
+    }
+    let domain = "mail_domain = 10.77.45.2\n";
+    let (root, host) = relay_host("cm-ipv4", 45, domain);
+    assert_eq!(host.address.to_string(), "10.77.45.2");
+
+    let first = deploy(&host, &[]);
+    assert!(
+        !first.contains("opendkim:"),
+        "no DKIM for IPv4 relays: {first}"
+    );
+    let units = declared_running_units(&host);
+    assert!(!units.iter().any(|u| u == "opendkim.service"), "{units:?}");
+    assert_all_active(&host, &units);
+    let keys = [
+        "/etc/ssl/private/mailserver.key",
+        "/etc/ssl/certs/mailserver.pem",
+    ];
+    let secrets_before = secrets(&root, &keys);
+    assert!(deploy(&host, &[]).contains("nothing to change"));
+
+    delta_chat_exchange(&host, "[10.77.45.2]");
+    let mailboxes = Path::new("home/vmail/mail/[10.77.45.2]");
+    let accounts = std::fs::read_dir(root.path.join(mailboxes))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains('@'))
+        .count();
+    assert_eq!(accounts, 2, "both accounts were created by logging in");
+    let mail_before = snapshot(&root.path.join(mailboxes));
+
+    // Kill cmdeploy with SIGKILL right after its first configure change, then run again.
+    set_config(&root, &format!("{domain}max_message_size = 2000000\n"));
+    let started = start_stamps(&host, &units);
+    let cmdeploy = format!("{BUNDLE}/cmdeploy");
+    let mut child = host.spawn(&[&cmdeploy, "run", "--config", CONFIG]).unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let pid = lines.next().unwrap().unwrap();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.starts_with("chatmaild: update") {
+            host.kill(&pid).unwrap();
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the run was killed");
+    let owed = host
+        .exec_ok(&["cat", "/var/lib/cmdeploy/pending-restarts"])
+        .unwrap();
+    assert!(
+        owed.contains("component chatmaild") && owed.contains("component filtermail"),
+        "{owed}"
+    );
+
+    let rerun = deploy(&host, &[]);
+    assert!(
+        rerun.contains("postfix: update /etc/postfix/main.cf"),
+        "{rerun}"
+    );
+    assert_all_active(&host, &units);
+    let restarted_units = restarted(&started, &start_stamps(&host, &units));
+    for unit in [
+        "doveauth.service",
+        "filtermail.service",
+        "postfix.service",
+        "dovecot.service",
+    ] {
+        assert!(
+            restarted_units.iter().any(|u| u == unit),
+            "{unit} was owed a restart: {restarted_units:?}"
+        );
+    }
+    assert!(
+        deploy(&host, &[]).contains("nothing to change"),
+        "converged"
+    );
+    assert!(
+        String::from_utf8(root.read("/etc/postfix/main.cf"))
+            .unwrap()
+            .contains("message_size_limit = 2000000\n")
+    );
+    assert_eq!(
+        secrets(&root, &keys),
+        secrets_before,
+        "keys and certificates never change"
+    );
+    assert!(
+        snapshot(&root.path.join(mailboxes)) == mail_before,
+        "the mailboxes are untouched"
+    );
 }

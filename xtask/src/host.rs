@@ -110,6 +110,34 @@ impl Host {
             .with_context(|| format!("running {argv:?} in {}", self.name))
     }
 
+    /// Starts `argv` inside the guest with its output piped; the first line of its stdout is
+    /// its PID in the guest (for [`Host::kill`]), the rest is the program's own output.
+    pub fn spawn(&self, argv: &[&str]) -> Result<Child> {
+        Command::new("nsenter")
+            .arg("--target")
+            .arg(self.leader_pid.to_string())
+            .args(["--mount", "--uts", "--ipc", "--net", "--pid", "--"])
+            .args(["/bin/sh", "-c", "echo $$; exec \"$@\"", "sh"])
+            .args(argv)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {argv:?} in {}", self.name))
+    }
+
+    /// Sends SIGKILL to the guest process `pid` (as printed by [`Host::spawn`]).
+    pub fn kill(&self, pid: &str) -> Result<()> {
+        // The shell's builtin: a minimal Debian has no kill binary.
+        self.exec_ok(&["/bin/sh", "-c", &format!("kill -KILL {pid}")])
+            .map(drop)
+    }
+
     /// Runs `argv` inside the guest and fails unless it succeeds.
     pub fn exec_ok(&self, argv: &[&str]) -> Result<String> {
         let output = self.exec(argv)?;
