@@ -33,7 +33,7 @@ pub mod syslimits;
 pub mod tokens;
 
 /// Where deployments keep `chatmail.ini`; the default of every program's ini argument.
-pub const DEFAULT_INI: &str = "/usr/local/lib/chatmaild/chatmail.ini";
+pub const DEFAULT_INI: &str = chatmail_config::RELAY_SETTINGS_PATH;
 
 /// Loads `chatmail.ini` with an error that names the file.
 pub fn load_config(path: &std::path::Path) -> anyhow::Result<chatmail_config::Config> {
