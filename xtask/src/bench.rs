@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use xtask::{check, rootfs, workspace};
+use xtask::host::Host;
+use xtask::{bundle, check, rootfs, workspace};
 
 pub fn run() -> Result<()> {
     let tarball = rootfs::ensure()?;
-    check(Command::new("cargo").args(["build", "--release", "--quiet", "-p", "cmdeploy"]))?;
+    check(Command::new("cargo").args(["build", "--release", "--quiet", "--workspace"]))?;
     let cmdeploy = workspace().join("target/release/cmdeploy");
     let scratch = workspace().join("target/bench");
     std::fs::create_dir_all(&scratch)?;
@@ -70,6 +71,75 @@ pub fn run() -> Result<()> {
     );
     std::fs::remove_dir_all(&bare_root)?;
     std::fs::remove_dir_all(&root)?;
+    booted_host(&cmdeploy, &scratch)
+}
+
+/// Median of `runs` timings of `f`.
+fn median(runs: usize, mut f: impl FnMut() -> Result<Duration>) -> Result<Duration> {
+    let mut times: Vec<Duration> = (0..runs).map(|_| f()).collect::<Result<_>>()?;
+    times.sort();
+    Ok(times[runs / 2])
+}
+
+/// A full deploy inside a booted test host, as an operator runs it, and a Delta Chat round
+/// trip through the deployed relay.
+fn booted_host(cmdeploy: &Path, scratch: &Path) -> Result<()> {
+    const BUNDLE: &str = "usr/local/lib/cmdeploy";
+    let root = rootfs::extract(&rootfs::ensure_bootable()?, &scratch.join("host"))?;
+    check(
+        Command::new(cmdeploy)
+            .args(["run", "--phase", "install", "--root"])
+            .arg(&root)
+            .stdout(std::process::Stdio::null()),
+    )?;
+    bundle::copy(cmdeploy, &root.join(BUNDLE))?;
+    let config = "[params]\nmail_domain = 10.77.46.2\nmax_load_1m = 1000\n";
+    std::fs::write(root.join("root/chatmail.ini"), config)?;
+    let host = Host::boot(&root, "cm-bench", 46)?;
+    let cmdeploy = format!("/{BUNDLE}/cmdeploy");
+    let deploy = |extra: &[&str]| -> Result<Duration> {
+        let start = Instant::now();
+        let mut argv = vec![cmdeploy.as_str(), "run", "--config", "/root/chatmail.ini"];
+        argv.extend(extra);
+        host.exec_ok(&argv)?;
+        Ok(start.elapsed())
+    };
+    let first = deploy(&[])?;
+    let noop = median(5, || deploy(&[]))?;
+    let only = median(5, || deploy(&["--only", "postfix"]))?;
+    let venv = workspace().join("target/venv/bin");
+    let accounts = scratch.join("deltachat");
+    let _ = std::fs::remove_dir_all(&accounts);
+    let report = capture(
+        Command::new(venv.join("python"))
+            .arg(workspace().join("cli/tests/e2e/deltachat_exchange.py"))
+            .args(["10.77.46.2", "[10.77.46.2]"])
+            .arg(&accounts)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    venv.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            ),
+    )?;
+    println!(
+        "| first full `cmdeploy run` in a booted host (configure + activate; packages preinstalled) | {:.2} s |",
+        first.as_secs_f64()
+    );
+    println!(
+        "| no-op re-run in the booted host (median of 5) | {:.3} s |",
+        noop.as_secs_f64()
+    );
+    println!(
+        "| `--only postfix` re-run in the booted host (median of 5) | {:.3} s |",
+        only.as_secs_f64()
+    );
+    println!(
+        "| Delta Chat encrypted ping-pong round trip | {} |",
+        report.trim()
+    );
     Ok(())
 }
 
