@@ -80,10 +80,11 @@ impl Component for Tls {
                     &standin.join("fullchain"),
                     &standin.join("privkey"),
                 );
-                // Made once: afterwards only acmetool's hook repoints it.
+                // Made once: afterwards only acmetool's hook repoints it. Relative, so that
+                // it resolves the same inside a `--root` directory.
                 configure.generate(Generate {
                     creates: vec![link.clone().into()],
-                    argv: argv(&["ln", "-s", &standin.to_string_lossy(), &link]),
+                    argv: argv(&["ln", "-s", &format!("../standin/{bare}"), &link]),
                     owner: None,
                 });
             }
