@@ -81,6 +81,10 @@ impl TlsMode {
     }
 }
 
+/// In ACME mode the services read the certificate through `<ACME_LINKS>/<domain>`, a link to
+/// the self-signed stand-in or to acmetool's `/var/lib/acme/live/<domain>`.
+pub const ACME_LINKS: &str = "/var/lib/chatmail-tls/live";
+
 /// The relay's certificate mode and where the certificate and key live on the relay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Tls {
@@ -530,10 +534,12 @@ impl Loader {
                 key_path: "/etc/ssl/private/mailserver.key".into(),
             });
         }
+        // A link the `tls` component points at a stand-in, then at acmetool's certificate
+        // (`/var/lib/acme/live/<domain>`) once there is one.
         Ok(Tls {
             mode: TlsMode::Acme,
-            cert_path: format!("/var/lib/acme/live/{bare}/fullchain").into(),
-            key_path: format!("/var/lib/acme/live/{bare}/privkey").into(),
+            cert_path: format!("{ACME_LINKS}/{bare}/fullchain").into(),
+            key_path: format!("{ACME_LINKS}/{bare}/privkey").into(),
         })
     }
 

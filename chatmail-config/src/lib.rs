@@ -11,8 +11,8 @@ mod init;
 pub mod schema;
 
 pub use config::{
-    Config, EnvLookup, Setting, Source, Tls, TlsMode, UnusedKey, is_valid_domain, parse_bool,
-    parse_size_mb,
+    ACME_LINKS, Config, EnvLookup, Setting, Source, Tls, TlsMode, UnusedKey, is_valid_domain,
+    parse_bool, parse_size_mb,
 };
 pub use init::default_ini;
 

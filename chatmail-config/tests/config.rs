@@ -93,11 +93,11 @@ fn only_mail_domain_gives_upstreams_defaults() {
     assert_eq!(c.tls.mode, TlsMode::Acme);
     assert_eq!(
         c.tls.cert_path,
-        Path::new("/var/lib/acme/live/chat.example.org/fullchain")
+        Path::new("/var/lib/chatmail-tls/live/chat.example.org/fullchain")
     );
     assert_eq!(
         c.tls.key_path,
-        Path::new("/var/lib/acme/live/chat.example.org/privkey")
+        Path::new("/var/lib/chatmail-tls/live/chat.example.org/privkey")
     );
 }
 

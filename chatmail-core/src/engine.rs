@@ -12,7 +12,8 @@ use crate::config::Config;
 use crate::facts::Facts;
 use crate::files::{self, Backup, Existing, Meta};
 use crate::plan::{
-    Activate, ActivatePlan, Configure, ConfigurePlan, Dir, Install, InstallPlan, Owner, Restarts,
+    Activate, ActivatePlan, Attempt, Configure, ConfigurePlan, Dir, Install, InstallPlan, Owner,
+    Restarts,
 };
 use crate::report::Report;
 use crate::state::{Owed, Pending};
@@ -304,6 +305,9 @@ impl<'t> Engine<'t> {
     }
 
     fn configure(&mut self, name: &str, plan: &ConfigurePlan) -> Result<()> {
+        for warning in &plan.warnings {
+            self.report.warn(name, warning);
+        }
         let changes_before = self.report.count(name);
         let mut backups = Vec::new();
         let mut changed_paths = BTreeSet::new();
@@ -427,6 +431,11 @@ impl<'t> Engine<'t> {
         let states = systemd::states(self.target, &units)?;
         for planned in plans {
             let Some(activate) = &planned.activate else {
+                // Not used by this deployment: it runs nothing, so it owes no restart.
+                let owed = Owed::Component(planned.component.to_owned());
+                if !self.dry_run && self.pending.contains(&owed) {
+                    self.pending.remove(&[owed])?;
+                }
                 continue;
             };
             let name = planned.component;
@@ -467,6 +476,35 @@ impl<'t> Engine<'t> {
             }
             if !self.dry_run {
                 self.pending.remove(&done)?;
+            }
+            self.attempts(name, &activate.attempts)?;
+        }
+        Ok(())
+    }
+
+    /// Runs a component's best-effort commands while their condition holds; the first failure
+    /// becomes a warning and skips the rest.
+    fn attempts(&mut self, name: &str, attempts: &[Attempt]) -> Result<()> {
+        for attempt in attempts {
+            if !self.target.path(&attempt.while_exists).exists() {
+                continue;
+            }
+            let what = format!("run {}", shell_words(&attempt.argv));
+            self.report.record(name, &what, self.dry_run);
+            if self.dry_run {
+                continue;
+            }
+            let output = self.target.run_unchecked(&attempt.argv, &[])?;
+            if !output.status.success() {
+                let text = format!(
+                    "`{}` failed ({}):\n{}\n{}",
+                    shell_words(&attempt.argv),
+                    output.status,
+                    tail(&output),
+                    attempt.hint
+                );
+                self.report.warn(name, &text);
+                break;
             }
         }
         Ok(())

@@ -231,6 +231,16 @@ pub struct Port {
     pub allowed: Vec<String>,
 }
 
+/// A best-effort command run at the end of a component's activation while `while_exists`
+/// exists on the target (e.g. asking Let's Encrypt for a certificate while the stand-in is in
+/// use). A failure is reported as a warning with `hint` and does not fail the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    pub argv: Vec<String>,
+    pub while_exists: PathBuf,
+    pub hint: String,
+}
+
 /// What a component installs: the same for every relay.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct InstallPlan {
@@ -254,6 +264,8 @@ pub struct ConfigurePlan {
     pub required: Vec<Required>,
     /// Files written by other components whose change restarts this component's services.
     pub watches: Vec<PathBuf>,
+    /// Things the operator should know about this deployment (printed as warnings).
+    pub warnings: Vec<String>,
 }
 
 /// Which services a component runs, and the ports they hold.
@@ -261,6 +273,8 @@ pub struct ConfigurePlan {
 pub struct ActivatePlan {
     pub services: Vec<Service>,
     pub ports: Vec<Port>,
+    /// Run in order after the services; the first failure skips the rest.
+    pub attempts: Vec<Attempt>,
 }
 
 /// The install phase's context: facts about the target and the component's templates, but no
@@ -476,6 +490,12 @@ impl<'a> Configure<'a> {
         self.plan.watches.push(path.into());
     }
 
+    /// Tells the operator something about this deployment without failing it (e.g. a
+    /// setting that turns a part of the relay off); printed when configure runs.
+    pub fn warn(&mut self, text: &str) {
+        self.plan.warnings.push(text.to_owned());
+    }
+
     /// Fails the run before anything is touched unless `path` exists on the target.
     pub fn require_file(&mut self, path: impl AsRef<Path>, why: &str) {
         self.plan.required.push(Required {
@@ -503,6 +523,16 @@ impl<'a> Activate<'a> {
         self.plan.ports.push(Port {
             port,
             allowed: allowed.iter().map(|a| (*a).to_owned()).collect(),
+        });
+    }
+
+    /// Runs `argv` after the component's services, as long as `while_exists` exists on the
+    /// target; a failure prints `hint` as a warning instead of failing the run.
+    pub fn attempt(&mut self, argv: &[&str], while_exists: &str, hint: &str) {
+        self.plan.attempts.push(Attempt {
+            argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+            while_exists: while_exists.into(),
+            hint: hint.to_owned(),
         });
     }
 }

@@ -4,6 +4,7 @@
 #[derive(Debug, Default)]
 pub struct Report {
     components: Vec<(String, Vec<String>)>,
+    warnings: Vec<String>,
 }
 
 impl Report {
@@ -21,6 +22,18 @@ impl Report {
                 .components
                 .push((component.to_owned(), vec![what.to_owned()])),
         }
+    }
+
+    /// Notes something that went wrong without failing the run; printed now and in the summary.
+    pub fn warn(&mut self, component: &str, text: &str) {
+        let line = format!("{component}: warning: {text}");
+        eprintln!("{line}");
+        self.warnings.push(line);
+    }
+
+    /// The warnings of this run, in order.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// How many changes `component` has had so far.
@@ -55,6 +68,9 @@ impl Report {
                 "systemd",
                 changes.len()
             ));
+        }
+        for warning in &self.warnings {
+            out.push_str(&format!("{warning}\n"));
         }
         out
     }

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chatmail_core::engine::{Engine, Phases, Planned};
 use chatmail_core::plan::{
-    ConfigurePlan, Download, DownloadSource, File, InstallPlan, Owner, Restarts,
+    ActivatePlan, Attempt, ConfigurePlan, Download, DownloadSource, File, InstallPlan, Owner,
+    Restarts,
 };
 use chatmail_core::{Facts, Target};
 
@@ -298,4 +299,92 @@ fn a_changed_file_owes_a_restart_to_the_components_watching_it() {
     let pending =
         std::fs::read_to_string(dir.path().join("var/lib/cmdeploy/pending-restarts")).unwrap();
     assert!(pending.contains("component reader\n"), "{pending}");
+}
+
+/// Copies `programs` and the libraries `ldd` names for them into `root`, so that commands run
+/// there through `chroot`.
+fn install_programs(root: &Path, programs: &[&str]) {
+    for program in programs {
+        let output = std::process::Command::new("ldd")
+            .arg(program)
+            .output()
+            .unwrap();
+        let libs = String::from_utf8(output.stdout).unwrap();
+        let paths = libs
+            .split_whitespace()
+            .filter(|word| word.starts_with('/'))
+            .chain([*program]);
+        for path in paths {
+            let dest = root.join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(path, dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn attempts_run_while_their_condition_holds_and_only_warn_on_failure() {
+    if !nix_is_root() {
+        eprintln!("skipped: running commands through chroot needs root");
+        return;
+    }
+    let dir = target_dir();
+    install_programs(dir.path(), &["/bin/true", "/bin/false"]);
+    std::fs::create_dir_all(dir.path().join("run/standin")).unwrap();
+    let plans = |first: &str| {
+        let attempt = |argv: &str| Attempt {
+            argv: vec![argv.to_owned()],
+            while_exists: "/run/standin".into(),
+            hint: "try again later".into(),
+        };
+        vec![Planned {
+            component: "acme",
+            install: InstallPlan::default(),
+            configure: Some(ConfigurePlan::default()),
+            activate: Some(ActivatePlan {
+                attempts: vec![attempt(first), attempt("/bin/true")],
+                ..ActivatePlan::default()
+            }),
+        }]
+    };
+    let activate = Phases {
+        install: false,
+        configure: false,
+        activate: true,
+    };
+    let target = Target::new(dir.path(), false).unwrap();
+    let facts = Facts {
+        systemd: true,
+        ..facts()
+    };
+
+    let mut engine = Engine::new(&target, &facts, false, false).unwrap();
+    engine.run(&plans("/bin/false"), activate).unwrap();
+    assert_eq!(
+        engine.report.total(),
+        1,
+        "the failure skips the second attempt"
+    );
+    assert_eq!(engine.report.warnings().len(), 1);
+    assert!(engine.report.warnings()[0].contains("try again later"));
+
+    let mut engine = Engine::new(&target, &facts, false, false).unwrap();
+    engine.run(&plans("/bin/true"), activate).unwrap();
+    assert_eq!(engine.report.total(), 2);
+    assert!(engine.report.warnings().is_empty());
+
+    std::fs::remove_dir(dir.path().join("run/standin")).unwrap();
+    let mut engine = Engine::new(&target, &facts, false, false).unwrap();
+    engine.run(&plans("/bin/false"), activate).unwrap();
+    assert_eq!(
+        engine.report.total(),
+        0,
+        "nothing runs once the condition is gone"
+    );
+}
+
+fn nix_is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }

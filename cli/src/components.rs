@@ -1,21 +1,29 @@
 //! The built-in components. Rust links a crate only when something names it, and a crate
 //! that is not linked never registers: every component crate is named here.
 
+use chatmail_acmetool as _;
 use chatmail_base as _;
 use chatmail_chatmaild as _;
 use chatmail_dovecot as _;
+use chatmail_fcgiwrap as _;
 use chatmail_filtermail as _;
+use chatmail_nginx as _;
 use chatmail_opendkim as _;
 use chatmail_postfix as _;
 use chatmail_tls as _;
+use chatmail_website as _;
 
 /// The names of the built-in components; a test checks the registry against it.
 pub const BUILT_IN: &[&str] = &[
+    "acmetool",
     "base",
     "chatmaild",
     "dovecot",
+    "fcgiwrap",
     "filtermail",
+    "nginx",
     "opendkim",
     "postfix",
     "tls",
+    "website",
 ];

@@ -18,11 +18,15 @@ fn the_registry_holds_exactly_the_built_in_components() {
         [
             "base",
             "chatmaild",
+            "fcgiwrap",
             "filtermail",
             "opendkim",
             "tls",
+            "acmetool",
             "dovecot",
-            "postfix"
+            "postfix",
+            "website",
+            "nginx"
         ]
     );
 }
@@ -125,11 +129,15 @@ fn list_shows_components_in_order_with_what_they_declare() {
         [
             "base",
             "chatmaild",
+            "fcgiwrap",
             "filtermail",
             "opendkim  (not used by this config)",
             "tls",
+            "acmetool  (not used by this config)",
             "dovecot",
-            "postfix"
+            "postfix",
+            "website",
+            "nginx"
         ]
     );
     assert!(run.stdout.contains("  file:     /etc/postfix/main.cf\n"));

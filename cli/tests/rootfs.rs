@@ -110,10 +110,10 @@ fn normal_domain_deploys_validates_and_reruns_as_a_no_op() {
     );
     assert_configs_valid(&root, true);
     let key = root.read("/etc/dkimkeys/opendkim.private");
-    let cert = root.read("/var/lib/acme/live/chat.example.org/fullchain");
+    let cert = root.read("/var/lib/chatmail-tls/live/chat.example.org/fullchain");
     assert_eq!(
         String::from_utf8(root.read("/var/lib/cmdeploy/pending-restarts")).unwrap(),
-        "daemon-reload\ncomponent base\ncomponent dovecot\ncomponent opendkim\ncomponent postfix\ncomponent tls\n",
+        "daemon-reload\ncomponent acmetool\ncomponent base\ncomponent dovecot\ncomponent fcgiwrap\ncomponent nginx\ncomponent opendkim\ncomponent postfix\ncomponent tls\n",
         "without systemd, activation stays pending"
     );
 
@@ -135,7 +135,7 @@ fn normal_domain_deploys_validates_and_reruns_as_a_no_op() {
         "the DKIM key survives"
     );
     assert_eq!(
-        root.read("/var/lib/acme/live/chat.example.org/fullchain"),
+        root.read("/var/lib/chatmail-tls/live/chat.example.org/fullchain"),
         cert
     );
 

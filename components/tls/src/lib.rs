@@ -1,15 +1,25 @@
 //! `tls`: the relay's certificate in the mode the config selects. Self-signed (IPv4 relays
 //! and `_`-domains): made once with openssl, never replaced. External: must exist, and a path
-//! unit reloads the services when it is renewed. ACME: until acmetool has obtained the real
-//! certificate, a self-signed stand-in at acmetool's paths lets the mail services start.
+//! unit reloads the services when it is renewed. ACME: the services read the certificate
+//! through a link that points at a self-signed stand-in until acmetool (the `acmetool`
+//! component) has obtained the real one, and at acmetool's certificate afterwards.
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use anyhow::Result;
-use chatmail_core::config::TlsMode;
+use chatmail_core::config::{ACME_LINKS, TlsMode};
 use chatmail_core::plan::{Generate, Owner, Service};
 use chatmail_core::{Activate, Component, Configure, argv, register};
 use include_dir::{Dir, include_dir};
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templates/tls");
+
+/// Where the ACME mode's stand-in certificates are made, one directory per domain.
+pub const STANDIN_DIR: &str = "/var/lib/chatmail-tls/standin";
+
+/// A file inside each stand-in directory: while the link reaches it, the stand-in is in use.
+pub const STANDIN_MARKER: &str = "STAND-IN";
 
 /// The relay's TLS certificate.
 #[derive(Debug)]
@@ -31,6 +41,7 @@ impl Component for Tls {
     fn configure(&self, configure: &mut Configure<'_>) -> Result<()> {
         let config = configure.config;
         let tls = &config.tls;
+        let bare = &config.mail_domain_bare;
         match tls.mode {
             TlsMode::External => {
                 let why = "named by tls_external_cert_and_key";
@@ -47,46 +58,33 @@ impl Component for Tls {
                     (),
                 )?;
             }
-            TlsMode::SelfSigned | TlsMode::Acme => {
-                for dir in [tls.cert_path.parent(), tls.key_path.parent()]
-                    .into_iter()
-                    .flatten()
-                {
-                    if tls.mode == TlsMode::Acme {
-                        configure.dir(dir, Owner::root(), 0o755);
-                    }
-                }
-                let bare = &config.mail_domain_bare;
-                let names = format!("subjectAltName=DNS:{bare},DNS:www.{bare},DNS:mta-sts.{bare}");
-                let subject = format!("/CN={bare}");
-                let key = tls.key_path.to_string_lossy();
-                let cert = tls.cert_path.to_string_lossy();
+            TlsMode::SelfSigned => {
+                self_signed(configure, bare, &tls.cert_path, &tls.key_path);
+            }
+            TlsMode::Acme => {
+                let standin = format!("{STANDIN_DIR}/{bare}");
+                let link = format!("{ACME_LINKS}/{bare}");
+                configure.dir(ACME_LINKS, Owner::root(), 0o755);
+                configure.dir(&standin, Owner::root(), 0o700);
+                configure
+                    .template(
+                        format!("{standin}/{STANDIN_MARKER}"),
+                        "STAND-IN.j2",
+                        BTreeMap::from([("link", &link)]),
+                    )?
+                    .restarts(&[]);
+                let standin = Path::new(&standin);
+                self_signed(
+                    configure,
+                    bare,
+                    &standin.join("fullchain"),
+                    &standin.join("privkey"),
+                );
+                // Made once: afterwards only acmetool's hook repoints it. Relative, so that
+                // it resolves the same inside a `--root` directory.
                 configure.generate(Generate {
-                    creates: vec![tls.cert_path.clone(), tls.key_path.clone()],
-                    argv: argv(&[
-                        "openssl",
-                        "req",
-                        "-x509",
-                        "-newkey",
-                        "ec",
-                        "-pkeyopt",
-                        "ec_paramgen_curve:P-256",
-                        "-noenc",
-                        "-days",
-                        "36500",
-                        "-keyout",
-                        &key,
-                        "-out",
-                        &cert,
-                        "-subj",
-                        &subject,
-                        "-addext",
-                        "basicConstraints=critical,CA:FALSE",
-                        "-addext",
-                        "extendedKeyUsage=serverAuth,clientAuth",
-                        "-addext",
-                        &names,
-                    ]),
+                    creates: vec![link.clone().into()],
+                    argv: argv(&["ln", "-s", &format!("../standin/{bare}"), &link]),
                     owner: None,
                 });
             }
@@ -100,6 +98,40 @@ impl Component for Tls {
         }
         Ok(())
     }
+}
+
+/// Declares the self-signed certificate for `bare`, made once with openssl, never replaced.
+fn self_signed(configure: &mut Configure<'_>, bare: &str, cert: &Path, key: &Path) {
+    let names = format!("subjectAltName=DNS:{bare},DNS:www.{bare},DNS:mta-sts.{bare}");
+    let subject = format!("/CN={bare}");
+    configure.generate(Generate {
+        creates: vec![cert.to_owned(), key.to_owned()],
+        argv: argv(&[
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-noenc",
+            "-days",
+            "36500",
+            "-keyout",
+            &key.to_string_lossy(),
+            "-out",
+            &cert.to_string_lossy(),
+            "-subj",
+            &subject,
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth,clientAuth",
+            "-addext",
+            &names,
+        ]),
+        owner: None,
+    });
 }
 
 register!(Tls);

@@ -1,0 +1,279 @@
+//! The slow rung for the web side: `cmdeploy run` into Debian 12 rootfs copies for each TLS
+//! mode, then `nginx -t` in the root, the website files, the ACME certificate link and its
+//! hook, and a no-op re-run. Needs root, the cached rootfs and CHATMAIL_SLOW_TESTS=1.
+
+#![allow(clippy::unwrap_used)] // a test fails by panicking
+
+mod support;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use support::*;
+
+const ACME: &str = "mail_domain = chat.example.org\nprivacy_mail = privacy@chat.example.org\n";
+const UNDERSCORE: &str = "mail_domain = _chat.example.org\n";
+const IPV4: &str = "mail_domain = 10.77.0.2\ndisable_ipv6 = true\n";
+const EXTERNAL: &str = "mail_domain = chat.example.org\n\
+    tls_external_cert_and_key = /etc/certs/fullchain.pem /etc/certs/key.pem\n";
+
+fn deploy(root: &Root, config: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["run", "--phase", "install,configure", "--root", root.str()];
+    args.extend(["--config", config.to_str().unwrap()]);
+    args.extend(extra);
+    cmdeploy(&args, &[])
+}
+
+fn nginx_accepts(root: &Root) {
+    let test = root.chroot(&["nginx", "-t"]);
+    assert!(
+        test.status.success(),
+        "nginx -t: {}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+}
+
+fn text(root: &Root, path: &str) -> String {
+    String::from_utf8(root.read(path)).unwrap()
+}
+
+fn owner(root: &Root, path: &str) -> (u32, u32) {
+    let meta = std::fs::metadata(root.path.join(path.trim_start_matches('/'))).unwrap();
+    (meta.uid(), meta.gid())
+}
+
+/// www-data is uid and gid 33 on Debian (base-passwd).
+const WWW_DATA: (u32, u32) = (33, 33);
+
+/// Deploys `body`, checks what every fixture shares, and that a second run does nothing.
+fn deploy_and_check(root: &Root, body: &str, domain: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), body);
+    let first = deploy(root, &config, &[]);
+    assert!(first.ok);
+    nginx_accepts(root);
+    let conf = text(root, "/etc/nginx/nginx.conf");
+    assert!(conf.starts_with("# Written by cmdeploy"), "{conf}");
+    let index = text(root, "/var/www/html/index.html");
+    assert!(index.contains(domain), "{index}");
+    assert_eq!(owner(root, "/var/www/html/index.html"), WWW_DATA);
+    let autoconfig = text(
+        root,
+        "/var/www/html/.well-known/autoconfig/mail/config-v1.1.xml",
+    );
+    assert!(autoconfig.contains("<port>443</port>"), "{autoconfig}");
+    assert!(text(root, "/var/www/html/.well-known/mta-sts.txt").contains("mode: enforce"));
+
+    let again = deploy(root, &config, &["-v"]);
+    assert!(again.ok);
+    assert!(
+        again.stdout.contains("nothing to change"),
+        "{}",
+        again.stdout
+    );
+    assert!(!again.all().contains("[$"), "a no-op run runs no command");
+}
+
+#[test]
+fn acme_domain_serves_through_a_stand_in_that_the_acmetool_hook_replaces() {
+    if !slow_tests_enabled() {
+        return;
+    }
+    let root = installed_root("web-acme");
+    std::fs::create_dir_all(root.path.join("etc/cron.d")).unwrap();
+    std::fs::write(root.path.join("etc/cron.d/acmetool"), "# old\n").unwrap();
+    std::fs::create_dir_all(root.path.join("var/lib/acme/desired")).unwrap();
+    std::fs::write(
+        root.path.join("var/lib/acme/desired/chat.example.org-1a2b"),
+        "old\n",
+    )
+    .unwrap();
+    // The cron job is removed by install, which already ran: run it again.
+    let install = cmdeploy(
+        &["run", "--phase", "install", "--root", root.str()],
+        &[("CHATMAIL_INI", "/nonexistent")],
+    );
+    assert!(install.ok);
+    assert!(!root.path.join("etc/cron.d/acmetool").exists());
+    deploy_and_check(&root, ACME, "chat.example.org");
+
+    let link = root.path.join("var/lib/chatmail-tls/live/chat.example.org");
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        Path::new("../standin/chat.example.org")
+    );
+    assert!(link.join("STAND-IN").exists());
+    let conf = text(&root, "/etc/nginx/nginx.conf");
+    assert!(
+        conf.contains("ssl_certificate /var/lib/chatmail-tls/live/chat.example.org/fullchain;")
+    );
+    assert!(conf.contains("proxy_pass http://127.0.0.1:402;"));
+    assert!(conf.contains("return 301 dcaccount:https://chat.example.org/new;"));
+    assert!(conf.contains("listen [::]:443;"));
+    let desired = text(&root, "/var/lib/acme/desired/chat.example.org");
+    assert!(
+        desired.contains("- mta-sts.chat.example.org\n"),
+        "{desired}"
+    );
+    assert!(
+        !root
+            .path
+            .join("var/lib/acme/desired/chat.example.org-1a2b")
+            .exists(),
+        "old auto-named targets are removed"
+    );
+    let hook = root.path.join("etc/acme/hooks/nginx");
+    assert_eq!(std::fs::metadata(&hook).unwrap().mode() & 0o777, 0o755);
+
+    // acmetool obtained a certificate (here: a copy of the stand-in): its hook repoints the
+    // link. systemctl fails in a root without systemd, after the link was switched.
+    let live = root.path.join("var/lib/acme/live/chat.example.org");
+    std::fs::create_dir_all(&live).unwrap();
+    for name in ["fullchain", "privkey"] {
+        std::fs::copy(link.join(name), live.join(name)).unwrap();
+    }
+    let unknown = root.chroot(&["/etc/acme/hooks/nginx", "challenge-http-start"]);
+    assert_eq!(
+        unknown.status.code(),
+        Some(42),
+        "other events are not the hook's"
+    );
+    root.chroot(&["/etc/acme/hooks/nginx", "live-updated"]);
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        Path::new("../../acme/live/chat.example.org")
+    );
+    nginx_accepts(&root);
+    let dir = tempfile::tempdir().unwrap();
+    let rerun = deploy(&root, &config_file(dir.path(), ACME), &[]);
+    assert!(
+        rerun.stdout.contains("nothing to change"),
+        "{}",
+        rerun.stdout
+    );
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        Path::new("../../acme/live/chat.example.org"),
+        "a later run keeps acmetool's certificate"
+    );
+}
+
+#[test]
+fn underscore_domain_rate_limits_account_creation() {
+    if !slow_tests_enabled() {
+        return;
+    }
+    let root = installed_root("web-underscore");
+    deploy_and_check(&root, UNDERSCORE, "_chat.example.org");
+    let conf = text(&root, "/etc/nginx/nginx.conf");
+    assert!(conf.contains("limit_req zone=newaccount burst=5 nodelay;"));
+    assert!(!conf.contains("dcaccount:"));
+    assert!(!conf.contains("127.0.0.1:402"));
+}
+
+#[test]
+fn ipv4_relay_without_ipv6_listens_on_ipv4_only() {
+    if !slow_tests_enabled() {
+        return;
+    }
+    let root = installed_root("web-ipv4");
+    deploy_and_check(&root, IPV4, "10.77.0.2");
+    let conf = text(&root, "/etc/nginx/nginx.conf");
+    assert!(!conf.contains("[::]"), "{conf}");
+}
+
+#[test]
+fn external_certificates_are_used_as_they_are() {
+    if !slow_tests_enabled() {
+        return;
+    }
+    let root = installed_root("web-external");
+    std::fs::create_dir_all(root.path.join("etc/certs")).unwrap();
+    let made = root.chroot(&[
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-noenc",
+        "-days",
+        "1",
+        "-keyout",
+        "/etc/certs/key.pem",
+        "-out",
+        "/etc/certs/fullchain.pem",
+        "-subj",
+        "/CN=chat.example.org",
+    ]);
+    assert!(made.status.success());
+    deploy_and_check(&root, EXTERNAL, "chat.example.org");
+    let conf = text(&root, "/etc/nginx/nginx.conf");
+    assert!(conf.contains("ssl_certificate /etc/certs/fullchain.pem;"));
+}
+
+#[test]
+fn a_custom_www_folder_is_deployed_as_it_is_and_a_missing_one_stops_the_run() {
+    if !slow_tests_enabled() {
+        return;
+    }
+    let root = installed_root("web-custom");
+    let dir = tempfile::tempdir().unwrap();
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(www.join("img")).unwrap();
+    std::fs::write(www.join("index.html"), "<h1>my relay</h1>\n").unwrap();
+    std::fs::write(www.join("img/logo.png"), [0x89, b'P', b'N', b'G', 0, 1]).unwrap();
+    std::fs::write(www.join("old.html"), "old\n").unwrap();
+    let config = config_file(dir.path(), &format!("{UNDERSCORE}www_folder = www\n"));
+    assert!(deploy(&root, &config, &[]).ok);
+    assert_eq!(
+        text(&root, "/var/www/html/index.html"),
+        "<h1>my relay</h1>\n"
+    );
+    assert_eq!(
+        root.read("/var/www/html/img/logo.png"),
+        [0x89, b'P', b'N', b'G', 0, 1]
+    );
+    assert_eq!(owner(&root, "/var/www/html/img"), WWW_DATA);
+    assert_eq!(owner(&root, "/var/www/html/img/logo.png"), WWW_DATA);
+    assert!(!root.path.join("var/www/html/info.html").exists());
+
+    // A file removed from the folder stays on the relay, as with upstream's rsync.
+    std::fs::remove_file(www.join("old.html")).unwrap();
+    let again = deploy(&root, &config, &[]);
+    assert!(
+        again.stdout.contains("nothing to change"),
+        "{}",
+        again.stdout
+    );
+    assert!(root.path.join("var/www/html/old.html").exists());
+
+    let missing = config_file(
+        dir.path(),
+        &format!("{UNDERSCORE}www_folder = /nonexistent/www\n"),
+    );
+    let before = snapshot(&root.path);
+    let run = deploy(&root, &missing, &[]);
+    assert!(!run.ok);
+    assert!(
+        run.stderr
+            .contains("www_folder: /nonexistent/www is not a directory"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        snapshot(&root.path) == before,
+        "nothing on the target changed"
+    );
+
+    let disabled = config_file(dir.path(), &format!("{UNDERSCORE}www_folder = disabled\n"));
+    let run = deploy(&root, &disabled, &[]);
+    assert!(run.ok);
+    assert!(
+        run.stderr
+            .contains("website: warning: www_folder = disabled"),
+        "{}",
+        run.stderr
+    );
+}
