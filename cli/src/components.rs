@@ -3,9 +3,15 @@
 
 use chatmail_base as _;
 use chatmail_dovecot as _;
+use chatmail_journald as _;
+use chatmail_legacy as _;
 use chatmail_opendkim as _;
 use chatmail_postfix as _;
 use chatmail_tls as _;
+use chatmail_unbound as _;
+use chatmail_version as _;
 
 /// The names of the built-in components; a test checks the registry against it.
-pub const BUILT_IN: &[&str] = &["base", "dovecot", "opendkim", "postfix", "tls"];
+pub const BUILT_IN: &[&str] = &[
+    "base", "dovecot", "journald", "legacy", "opendkim", "postfix", "tls", "unbound", "version",
+];

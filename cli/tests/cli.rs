@@ -15,7 +15,10 @@ fn the_registry_holds_exactly_the_built_in_components() {
     assert_eq!(names, cmdeploy::components::BUILT_IN);
     assert_eq!(
         registry.names(),
-        ["base", "opendkim", "tls", "dovecot", "postfix"]
+        [
+            "base", "legacy", "journald", "opendkim", "unbound", "tls", "dovecot", "postfix",
+            "version"
+        ]
     );
 }
 
@@ -116,10 +119,14 @@ fn list_shows_components_in_order_with_what_they_declare() {
         names,
         [
             "base",
+            "legacy",
+            "journald",
             "opendkim  (not used by this config)",
+            "unbound",
             "tls",
             "dovecot",
-            "postfix"
+            "postfix",
+            "version"
         ]
     );
     assert!(run.stdout.contains("  file:     /etc/postfix/main.cf\n"));
@@ -183,7 +190,7 @@ fn bad_input_is_refused_with_a_clear_message_and_the_target_untouched() {
             "bad --only",
             Some("mail_domain = a.org\n"),
             &["--only", "postfx"],
-            "unknown component \"postfx\"; known components: base, opendkim",
+            "unknown component \"postfx\"; known components: base, legacy",
         ),
         (
             "bad --skip",
