@@ -13,41 +13,6 @@ use xtask::host::Host;
 
 const UNITS: [&str; 3] = ["dovecot.service", "postfix.service", "opendkim.service"];
 
-/// A bootable rootfs with the install phase done (in a chroot, where the mirror is reachable).
-fn installed_bootable_root(name: &str) -> Root {
-    let root = fresh_root_from(&xtask::rootfs::ensure_bootable().unwrap(), name);
-    let run = cmdeploy(&["run", "--phase", "install", "--root", root.str()], &[]);
-    assert!(run.ok);
-    std::fs::copy(
-        env!("CARGO_BIN_EXE_cmdeploy"),
-        root.path.join("usr/local/bin/cmdeploy"),
-    )
-    .unwrap();
-    root
-}
-
-fn set_config(root: &Root, body: &str) {
-    std::fs::write(
-        root.path.join("root/chatmail.ini"),
-        format!("[params]\n{body}"),
-    )
-    .unwrap();
-}
-
-fn deploy(host: &Host, extra: &[&str]) -> String {
-    let mut argv = vec!["cmdeploy", "run", "--config", "/root/chatmail.ini"];
-    argv.extend(extra);
-    let output = host.exec(&argv).unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    eprintln!("$ {}\n{text}", argv.join(" "));
-    assert!(output.status.success(), "cmdeploy failed in the host");
-    text
-}
-
 /// When each unit last became active: a restart changes it.
 fn start_stamps(host: &Host) -> BTreeMap<&'static str, String> {
     UNITS
@@ -73,7 +38,7 @@ fn activation_starts_services_restarts_only_what_changed_and_survives_split_phas
     set_config(&root, domain);
     let host = Host::boot(&root.path, "cm-activate", 41).unwrap();
 
-    deploy(&host, &[]);
+    host_deploy(&host, &[]);
     let active = host
         .exec(&["systemctl", "is-active", UNITS[0], UNITS[1], UNITS[2]])
         .unwrap();
@@ -83,7 +48,7 @@ fn activation_starts_services_restarts_only_what_changed_and_survives_split_phas
     );
     let started = start_stamps(&host);
 
-    let again = deploy(&host, &[]);
+    let again = host_deploy(&host, &[]);
     assert!(again.contains("nothing to change"), "{again}");
     assert_eq!(
         start_stamps(&host),
@@ -93,7 +58,7 @@ fn activation_starts_services_restarts_only_what_changed_and_survives_split_phas
 
     // Configure now, activate later: the restarts are owed on disk in between.
     set_config(&root, &format!("{domain}max_message_size = 1000000\n"));
-    let configured = deploy(&host, &["--phase", "configure"]);
+    let configured = host_deploy(&host, &["--phase", "configure"]);
     assert!(configured.contains("postfix: update /etc/postfix/main.cf"));
     let owed = host
         .exec_ok(&["cat", "/var/lib/cmdeploy/pending-restarts"])
@@ -103,7 +68,7 @@ fn activation_starts_services_restarts_only_what_changed_and_survives_split_phas
         "{owed}"
     );
     assert_eq!(start_stamps(&host), started, "configure restarts nothing");
-    let activated = deploy(&host, &["--phase", "activate"]);
+    let activated = host_deploy(&host, &["--phase", "activate"]);
     assert!(
         activated.contains("postfix: restart postfix.service"),
         "{activated}"
@@ -132,7 +97,7 @@ fn activation_starts_services_restarts_only_what_changed_and_survives_split_phas
         &root,
         &format!("{domain}max_message_size = 1000000\nmax_smtp_connections = 500\n"),
     );
-    let only = deploy(&host, &["--only", "postfix"]);
+    let only = host_deploy(&host, &["--only", "postfix"]);
     assert!(
         only.contains("postfix: update /etc/postfix/master.cf"),
         "{only}"

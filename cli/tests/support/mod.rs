@@ -206,6 +206,45 @@ pub fn installed_root(name: &str) -> Root {
     copy
 }
 
+/// A bootable rootfs with the install phase done (in a chroot, where the mirror is reachable)
+/// and this `cmdeploy` in `/usr/local/bin`.
+pub fn installed_bootable_root(name: &str) -> Root {
+    let root = fresh_root_from(&xtask::rootfs::ensure_bootable().unwrap(), name);
+    let run = cmdeploy(&["run", "--phase", "install", "--root", root.str()], &[]);
+    assert!(run.ok);
+    std::fs::copy(
+        env!("CARGO_BIN_EXE_cmdeploy"),
+        root.path.join("usr/local/bin/cmdeploy"),
+    )
+    .unwrap();
+    root
+}
+
+/// Writes `/root/chatmail.ini` with `body` under `[params]` into a host's root.
+pub fn set_config(root: &Root, body: &str) {
+    std::fs::write(
+        root.path.join("root/chatmail.ini"),
+        format!("[params]\n{body}"),
+    )
+    .unwrap();
+}
+
+/// Runs `cmdeploy run` with `/root/chatmail.ini` inside a booted host; fails the test if it
+/// fails, and returns its output.
+pub fn host_deploy(host: &xtask::host::Host, extra: &[&str]) -> String {
+    let mut argv = vec!["cmdeploy", "run", "--config", "/root/chatmail.ini"];
+    argv.extend(extra);
+    let output = host.exec(&argv).unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("$ {}\n{text}", argv.join(" "));
+    assert!(output.status.success(), "cmdeploy failed in the host");
+    text
+}
+
 /// Writes a chatmail.ini with `body` under `[params]` and returns its path.
 pub fn config_file(dir: &Path, body: &str) -> PathBuf {
     let path = dir.join("chatmail.ini");

@@ -2,11 +2,14 @@
 //! `/etc/resolv.conf`; replaces resolvconf and systemd-resolved.
 
 use anyhow::Result;
-use chatmail_core::plan::{Owner, Service};
+use chatmail_core::plan::{Generate, Owner, Service};
 use chatmail_core::{Activate, Component, Configure, Install, register};
 use include_dir::{Dir, include_dir};
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templates/unbound");
+
+/// The DNSSEC root trust anchor unbound keeps up to date.
+const ROOT_KEY: &str = "/var/lib/unbound/root.key";
 
 /// The local resolver.
 #[derive(Debug)]
@@ -49,6 +52,16 @@ impl Component for Unbound {
                 .template("/etc/resolv.conf", "resolv.conf", ())?
                 .restarts(&[]);
         }
+        // The trust anchor Debian's configuration names exists only once unbound has started;
+        // its start helper copies it from dns-root-data. Run it once here, so that
+        // unbound-checkconf can validate before the first start.
+        configure.generate(Generate {
+            creates: vec![ROOT_KEY.into()],
+            argv: ["/usr/libexec/unbound-helper", "root_trust_anchor_update"]
+                .map(str::to_owned)
+                .to_vec(),
+            owner: None,
+        });
         configure.validate(&["unbound-checkconf"], false);
         Ok(())
     }
