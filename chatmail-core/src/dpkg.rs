@@ -1,7 +1,8 @@
-//! Installed Debian packages, read from the target's dpkg status file, and the batched
-//! `apt-get install` under a guard that keeps package scripts from starting services.
+//! Installed Debian packages, read from the target's dpkg status file, the batched
+//! `apt-get install` under a guard that keeps package scripts from starting services, and the
+//! batched removal of obsolete packages.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -10,32 +11,44 @@ use crate::target::{Target, argv};
 
 /// Names of the packages dpkg lists as fully installed on the target.
 pub fn installed(target: &Target) -> Result<BTreeSet<String>> {
+    Ok(states(target)?
+        .into_iter()
+        .filter(|(_, state)| state == "installed")
+        .map(|(name, _)| name)
+        .collect())
+}
+
+/// Every package dpkg knows on the target, with its state (`installed`, `config-files`, ...).
+pub fn states(target: &Target) -> Result<BTreeMap<String, String>> {
     let path = target.path("/var/lib/dpkg/status");
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
         Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
     };
     Ok(parse_status(&text))
 }
 
-fn parse_status(text: &str) -> BTreeSet<String> {
-    let mut installed = BTreeSet::new();
+fn parse_status(text: &str) -> BTreeMap<String, String> {
+    let mut states = BTreeMap::new();
     for stanza in text.split("\n\n") {
         let mut name = None;
-        let mut ok = false;
+        let mut state = None;
         for line in stanza.lines() {
             if let Some(value) = line.strip_prefix("Package: ") {
                 name = Some(value.trim());
             } else if let Some(value) = line.strip_prefix("Status: ") {
-                ok = value.trim() == "install ok installed";
+                // want flag state, e.g. `install ok installed`, `deinstall ok config-files`
+                state = value.split_whitespace().nth(2);
             }
         }
-        if let (Some(name), true) = (name, ok) {
-            installed.insert(name.to_owned());
+        if let (Some(name), Some(state)) = (name, state)
+            && state != "not-installed"
+        {
+            states.insert(name.to_owned(), state.to_owned());
         }
     }
-    installed
+    states
 }
 
 /// `/usr/sbin/policy-rc.d` answering 101 ("action forbidden") while it exists, so that
@@ -102,6 +115,16 @@ pub fn install(target: &Target, packages: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Removes `packages` in one `apt-get remove` (or `apt-get purge`, which also deletes their
+/// configuration files). Package scripts may stop the daemons they remove.
+pub fn remove(target: &Target, packages: &[String], purge: bool) -> Result<()> {
+    let verb = if purge { "purge" } else { "remove" };
+    let mut command = argv(&["apt-get", verb, "-y", "-q"]);
+    command.extend(packages.iter().cloned());
+    target.run(&command, APT_ENV)?;
+    Ok(())
+}
+
 fn lists_are_stale(target: &Target) -> bool {
     let lists = target.path("/var/lib/apt/lists");
     let newest = std::fs::read_dir(&lists)
@@ -122,11 +145,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_fully_installed_packages_count() {
+    fn package_states_come_from_the_status_field() {
         let status = "Package: postfix\nStatus: install ok installed\nVersion: 3.7\n\n\
                       Package: nginx\nStatus: deinstall ok config-files\n\n\
+                      Package: rspamd\nStatus: purge ok not-installed\n\n\
                       Package: dovecot-core\nArchitecture: amd64\nStatus: install ok installed\n";
-        let names: Vec<_> = parse_status(status).into_iter().collect();
-        assert_eq!(names, ["dovecot-core", "postfix"]);
+        let states: Vec<_> = parse_status(status).into_iter().collect();
+        assert_eq!(
+            states,
+            [
+                ("dovecot-core".to_owned(), "installed".to_owned()),
+                ("nginx".to_owned(), "config-files".to_owned()),
+                ("postfix".to_owned(), "installed".to_owned()),
+            ]
+        );
     }
 }

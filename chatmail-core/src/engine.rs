@@ -12,8 +12,8 @@ use crate::config::Config;
 use crate::facts::Facts;
 use crate::files::{self, Backup, Existing, Meta};
 use crate::plan::{
-    Activate, ActivatePlan, Attempt, Configure, ConfigurePlan, Dir, Install, InstallPlan, Owner,
-    Restarts,
+    Activate, ActivatePlan, Attempt, Configure, ConfigurePlan, Dir, Install, InstallPlan,
+    LineRemoval, Owner, Restarts,
 };
 use crate::report::Report;
 use crate::state::{Owed, Pending};
@@ -209,39 +209,28 @@ impl<'t> Engine<'t> {
     }
 
     fn install(&mut self, plans: &[Planned]) -> Result<()> {
-        let installed = dpkg::installed(self.target)?;
-        let mut missing: Vec<String> = Vec::new();
+        // Line removals first: an obsolete apt source must go before `apt-get update`.
         for planned in plans {
-            for package in &planned.install.packages {
-                if !installed.contains(package) && !missing.contains(package) {
-                    missing.push(package.clone());
-                }
+            for edit in &planned.install.line_removals {
+                self.line_removal(planned.component, edit)
+                    .with_context(|| format!("{}: install failed", planned.component))?;
             }
         }
-        if !missing.is_empty() {
-            let wanting: Vec<&Planned> = plans
+        self.remove_packages(plans)?;
+        let installed = dpkg::installed(self.target)?;
+        let (missing, wanting) = package_batch(plans, |plan| {
+            plan.packages
                 .iter()
-                .filter(|p| p.install.packages.iter().any(|pkg| missing.contains(pkg)))
-                .collect();
-            for planned in &wanting {
-                let theirs: Vec<&str> = planned
-                    .install
-                    .packages
-                    .iter()
-                    .filter(|p| missing.contains(p))
-                    .map(String::as_str)
-                    .collect();
-                self.report.record(
-                    planned.component,
-                    &format!("install packages {}", theirs.join(" ")),
-                    self.dry_run,
-                );
-            }
+                .filter(|p| !installed.contains(*p))
+                .collect()
+        });
+        if !missing.is_empty() {
+            self.record_packages("install", &wanting);
             if !self.dry_run {
                 self.pending.add(
                     wanting
                         .iter()
-                        .map(|p| Owed::Component(p.component.to_owned())),
+                        .map(|(component, _)| Owed::Component((*component).to_owned())),
                 )?;
                 dpkg::install(self.target, &missing)?;
                 self.accounts = Accounts::read(self.target)?;
@@ -252,6 +241,73 @@ impl<'t> Engine<'t> {
                 .with_context(|| format!("{}: install failed", planned.component))?;
         }
         Ok(())
+    }
+
+    /// Removes (then purges) the obsolete packages that are on the target, one batch each.
+    fn remove_packages(&mut self, plans: &[Planned]) -> Result<()> {
+        for planned in plans {
+            for removal in &planned.install.remove_packages {
+                if let Some(other) = plans
+                    .iter()
+                    .find(|p| p.install.packages.contains(&removal.name))
+                {
+                    bail!(
+                        "{}: package {} is to be removed, but {} installs it",
+                        planned.component,
+                        removal.name,
+                        other.component
+                    );
+                }
+            }
+        }
+        let states = dpkg::states(self.target)?;
+        for purge in [false, true] {
+            let (batch, wanting) = package_batch(plans, |plan| {
+                plan.remove_packages
+                    .iter()
+                    .filter(|r| r.purge == purge)
+                    .filter(|r| match states.get(&r.name).map(String::as_str) {
+                        None => false,
+                        Some("config-files") => purge,
+                        Some(_) => true,
+                    })
+                    .map(|r| &r.name)
+                    .collect()
+            });
+            if batch.is_empty() {
+                continue;
+            }
+            self.record_packages(if purge { "purge" } else { "remove" }, &wanting);
+            if !self.dry_run {
+                dpkg::remove(self.target, &batch, purge)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reports `<verb> packages ...` for each component of a package batch.
+    fn record_packages(&mut self, verb: &str, wanting: &[(&'static str, Vec<&String>)]) {
+        for (component, packages) in wanting {
+            let names: Vec<&str> = packages.iter().map(|p| p.as_str()).collect();
+            let what = format!("{verb} packages {}", names.join(" "));
+            self.report.record(component, &what, self.dry_run);
+        }
+    }
+
+    /// Deletes a line from an existing file, keeping its owner and mode.
+    fn line_removal(&mut self, name: &str, edit: &LineRemoval) -> Result<()> {
+        let path = self.target.path(&edit.path);
+        let Existing::File { content, meta } = Existing::read(&path)? else {
+            return Ok(());
+        };
+        let Some(kept) = files::without_line(&content, &edit.line) else {
+            return Ok(());
+        };
+        let what = format!("remove a line from {}", edit.path.display());
+        let diff = files::diff(&edit.path, Some(&content), &kept);
+        self.change(name, vec![], what, Some(diff), || {
+            files::write_atomic(&path, &kept, meta)
+        })
     }
 
     fn install_component(&mut self, name: &str, plan: &InstallPlan) -> Result<()> {
@@ -624,6 +680,29 @@ impl<'t> Engine<'t> {
             || files::remove(&full).map(drop),
         )
     }
+}
+
+/// The packages `pick` selects from each component's install plan: all of them once (in
+/// order), and per component the ones it named.
+fn package_batch<'p>(
+    plans: &'p [Planned],
+    pick: impl Fn(&'p InstallPlan) -> Vec<&'p String>,
+) -> (Vec<String>, Vec<(&'static str, Vec<&'p String>)>) {
+    let mut batch: Vec<String> = Vec::new();
+    let mut wanting = Vec::new();
+    for planned in plans {
+        let theirs = pick(&planned.install);
+        if theirs.is_empty() {
+            continue;
+        }
+        for package in &theirs {
+            if !batch.contains(package) {
+                batch.push((*package).clone());
+            }
+        }
+        wanting.push((planned.component, theirs));
+    }
+    (batch, wanting)
 }
 
 /// Fails when a port a component needs is held by a process it does not expect there.

@@ -142,6 +142,21 @@ impl Backup {
     }
 }
 
+/// `content` without the lines equal to `line` (ignoring trailing blanks and a `\r`), or
+/// `None` when it has no such line. Every other byte stays as it was.
+pub fn without_line(content: &[u8], line: &str) -> Option<Vec<u8>> {
+    let mut kept = Vec::with_capacity(content.len());
+    let mut found = false;
+    for chunk in content.split_inclusive(|b| *b == b'\n') {
+        if chunk.trim_ascii_end() == line.as_bytes() {
+            found = true;
+        } else {
+            kept.extend_from_slice(chunk);
+        }
+    }
+    found.then_some(kept)
+}
+
 /// Removes a file or directory tree; true if something was there.
 pub fn remove(path: &Path) -> Result<bool> {
     let meta = match std::fs::symlink_metadata(path) {
@@ -216,6 +231,20 @@ mod tests {
         write_atomic(&new, b"x", me(0o644)).unwrap();
         backup.restore().unwrap();
         assert!(!new.exists());
+    }
+
+    #[test]
+    fn only_whole_matching_lines_are_removed() {
+        let obs = "deb [signed-by=/k.gpg] https://obs.example/ ./";
+        let sources =
+            format!("deb http://deb.debian.org/debian bookworm main\n{obs}  \r\n# {obs}\n{obs}");
+        let kept = without_line(sources.as_bytes(), obs).unwrap();
+        assert_eq!(
+            String::from_utf8(kept).unwrap(),
+            format!("deb http://deb.debian.org/debian bookworm main\n# {obs}\n")
+        );
+        assert_eq!(without_line(b"a\nab\n", "b"), None, "no partial matches");
+        assert_eq!(without_line(b"", "b"), None);
     }
 
     #[test]

@@ -241,10 +241,30 @@ pub struct Attempt {
     pub hint: String,
 }
 
+/// A Debian package left behind by older releases, removed if it is on the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PackageRemoval {
+    pub name: String,
+    /// Also delete its configuration files (`apt-get purge`).
+    pub purge: bool,
+}
+
+/// A line to delete from an existing file (an obsolete apt source, say); the rest of the file,
+/// its owner and its mode stay as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineRemoval {
+    pub path: PathBuf,
+    /// The whole line, without its newline; trailing blanks on the target are ignored.
+    pub line: String,
+}
+
 /// What a component installs: the same for every relay.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct InstallPlan {
     pub packages: Vec<String>,
+    pub remove_packages: Vec<PackageRemoval>,
+    /// Applied before any package is installed, so a stale apt source cannot break the run.
+    pub line_removals: Vec<LineRemoval>,
     pub users: Vec<User>,
     pub dirs: Vec<Dir>,
     pub files: Vec<File>,
@@ -357,6 +377,27 @@ impl<'a> Install<'a> {
             .extend(names.iter().map(|n| (*n).to_owned()));
     }
 
+    /// Debian packages to have removed if installed (one batched `apt-get remove` for all
+    /// components, before packages are installed); their configuration files stay.
+    pub fn remove_packages(&mut self, names: &[&str]) {
+        self.package_removals(names, false);
+    }
+
+    /// Like [`Install::remove_packages`], but also deletes their configuration files
+    /// (`apt-get purge`), including those of packages removed earlier without purging.
+    pub fn purge_packages(&mut self, names: &[&str]) {
+        self.package_removals(names, true);
+    }
+
+    fn package_removals(&mut self, names: &[&str], purge: bool) {
+        self.plan
+            .remove_packages
+            .extend(names.iter().map(|name| PackageRemoval {
+                name: (*name).to_owned(),
+                purge,
+            }));
+    }
+
     pub fn user(&mut self, user: User) {
         self.plan.users.push(user);
     }
@@ -402,6 +443,14 @@ impl<'a> Install<'a> {
     /// A file or directory left behind by older releases, removed if present.
     pub fn remove(&mut self, path: &str) {
         self.plan.removals.push(path.into());
+    }
+
+    /// Deletes every line equal to `line` from the file at `path`, if it exists.
+    pub fn remove_line(&mut self, path: &str, line: &str) {
+        self.plan.line_removals.push(LineRemoval {
+            path: path.into(),
+            line: line.to_owned(),
+        });
     }
 }
 

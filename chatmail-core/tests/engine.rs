@@ -1,5 +1,6 @@
-//! The engine on a directory target with no commands involved: files, directories, downloads
-//! (from a real HTTP server on 127.0.0.1), dry runs and pending restarts.
+//! The engine on a directory target: files, directories, downloads (from a real HTTP server on
+//! 127.0.0.1), line and package removals, dry runs, pending restarts, watched files, attempts,
+//! and the pre-flight port check against this machine's real listeners.
 
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
@@ -12,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chatmail_core::engine::{Engine, Phases, Planned};
 use chatmail_core::plan::{
-    ActivatePlan, Attempt, ConfigurePlan, Download, DownloadSource, File, InstallPlan, Owner,
-    Restarts,
+    ActivatePlan, Attempt, ConfigurePlan, Download, DownloadSource, File, InstallPlan,
+    LineRemoval, Owner, PackageRemoval, Port, Restarts,
 };
 use chatmail_core::{Facts, Target};
 
@@ -46,9 +47,18 @@ fn facts() -> Facts {
 }
 
 fn run(root: &Path, plans: &[Planned], phases: Phases, dry_run: bool) -> anyhow::Result<usize> {
+    run_with(root, plans, phases, dry_run, &facts())
+}
+
+fn run_with(
+    root: &Path,
+    plans: &[Planned],
+    phases: Phases,
+    dry_run: bool,
+    facts: &Facts,
+) -> anyhow::Result<usize> {
     let target = Target::new(root, false)?;
-    let facts = facts();
-    let mut engine = Engine::new(&target, &facts, dry_run, false)?;
+    let mut engine = Engine::new(&target, facts, dry_run, false)?;
     engine.run(plans, phases)?;
     Ok(engine.report.total())
 }
@@ -387,4 +397,191 @@ fn nix_is_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
+}
+
+fn install_plan(component: &'static str, install: InstallPlan) -> Planned {
+    Planned {
+        component,
+        install,
+        configure: None,
+        activate: None,
+    }
+}
+
+#[test]
+fn obsolete_lines_are_removed_keeping_the_rest_the_owner_and_the_mode() {
+    let dir = target_dir();
+    let obs = "deb [signed-by=/etc/apt/keyrings/obs.gpg] https://obs.example/Debian_12/ ./";
+    let sources = dir.path().join("etc/apt/sources.list");
+    std::fs::create_dir_all(sources.parent().unwrap()).unwrap();
+    std::fs::write(
+        &sources,
+        format!("deb http://deb.debian.org/debian bookworm main\n{obs}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&sources, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let removal = |path: &str| LineRemoval {
+        path: path.into(),
+        line: obs.into(),
+    };
+    let plans = [install_plan(
+        "legacy",
+        InstallPlan {
+            line_removals: vec![removal("/etc/apt/sources.list"), removal("/etc/absent")],
+            ..InstallPlan::default()
+        },
+    )];
+
+    assert_eq!(run(dir.path(), &plans, INSTALL, true).unwrap(), 1);
+    assert!(
+        std::fs::read_to_string(&sources).unwrap().contains(obs),
+        "dry run"
+    );
+    assert_eq!(run(dir.path(), &plans, INSTALL, false).unwrap(), 1);
+    assert_eq!(
+        std::fs::read_to_string(&sources).unwrap(),
+        "deb http://deb.debian.org/debian bookworm main\n"
+    );
+    assert_eq!(std::fs::metadata(&sources).unwrap().mode() & 0o777, 0o640);
+    assert!(
+        !dir.path().join("etc/absent").exists(),
+        "a missing file stays missing"
+    );
+    assert_eq!(
+        run(dir.path(), &plans, INSTALL, false).unwrap(),
+        0,
+        "re-run"
+    );
+}
+
+#[test]
+fn only_packages_on_the_target_are_removed_and_never_wanted_ones() {
+    let dir = target_dir();
+    let status = dir.path().join("var/lib/dpkg/status");
+    std::fs::create_dir_all(status.parent().unwrap()).unwrap();
+    std::fs::write(
+        &status,
+        "Package: rspamd\nStatus: install ok installed\n\n\
+         Package: resolvconf\nStatus: deinstall ok config-files\n\n\
+         Package: unbound-anchor\nStatus: deinstall ok config-files\n",
+    )
+    .unwrap();
+    let removal = |name: &str, purge| PackageRemoval {
+        name: name.into(),
+        purge,
+    };
+    let plans = [
+        install_plan(
+            "legacy",
+            InstallPlan {
+                remove_packages: vec![
+                    removal("rspamd", false),
+                    removal("unbound-anchor", false),
+                    removal("exim4", false),
+                ],
+                ..InstallPlan::default()
+            },
+        ),
+        install_plan(
+            "unbound",
+            InstallPlan {
+                remove_packages: vec![removal("resolvconf", true)],
+                ..InstallPlan::default()
+            },
+        ),
+    ];
+    let target = Target::new(dir.path(), false).unwrap();
+    let facts = facts();
+    let mut engine = Engine::new(&target, &facts, true, false).unwrap();
+    engine.run(&plans, INSTALL).unwrap();
+    assert_eq!(
+        engine.report.count("legacy"),
+        1,
+        "rspamd only: unbound-anchor is already removed, exim4 absent"
+    );
+    assert_eq!(
+        engine.report.count("unbound"),
+        1,
+        "purging reaches the configuration files left by a removal"
+    );
+
+    let mut wanting = plans;
+    wanting[1].install.packages.push("rspamd".into());
+    let err = format!(
+        "{:#}",
+        run(dir.path(), &wanting, INSTALL, true).unwrap_err()
+    );
+    assert!(
+        err.contains("legacy: package rspamd is to be removed, but unbound installs it"),
+        "{err}"
+    );
+}
+
+/// A plan that writes one file in configure (no unit file: activation runs no command) and
+/// holds `port` for the names in `allowed`.
+fn port_plan(port: u16, allowed: &[&str]) -> Vec<Planned> {
+    let mut plans = config_plan("listen = 1\n");
+    if let Some(configure) = &mut plans[0].configure {
+        configure.files.truncate(1);
+    }
+    plans[0].activate = Some(ActivatePlan {
+        services: Vec::new(),
+        ports: vec![Port {
+            port,
+            allowed: allowed.iter().map(|a| (*a).to_owned()).collect(),
+        }],
+    });
+    plans
+}
+
+#[test]
+fn a_foreign_listener_on_a_declared_port_fails_the_run_before_anything_changes() {
+    // This test process is the foreign daemon: it really listens, and the engine finds it
+    // through /proc like any other holder.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let me = std::fs::read_to_string("/proc/self/comm").unwrap();
+    let me = me.trim();
+    let host = Facts {
+        systemd: true,
+        ..facts()
+    };
+    let dir = target_dir();
+    let conf = dir.path().join("etc/relay/relay.conf");
+
+    let err = run_with(
+        dir.path(),
+        &port_plan(port, &["master", "smtpd"]),
+        Phases::ALL,
+        false,
+        &host,
+    )
+    .unwrap_err();
+    assert_eq!(
+        format!("{err:#}"),
+        format!(
+            "port {port} is occupied by {me}, but relay needs it (for master or smtpd); \
+             stop {me} first"
+        )
+    );
+    assert!(!conf.exists(), "nothing changed before the check");
+
+    let in_container = Facts {
+        container: true,
+        ..host.clone()
+    };
+    let plans = port_plan(port, &["master", "smtpd"]);
+    assert_eq!(
+        run_with(dir.path(), &plans, Phases::ALL, false, &in_container).unwrap(),
+        1,
+        "containers skip the check: their ports are the engine's business"
+    );
+
+    let allowed = port_plan(port, &["master", me]);
+    assert_eq!(
+        run_with(dir.path(), &allowed, Phases::ALL, false, &host).unwrap(),
+        0,
+        "an allowed holder passes (and the files are already in place)"
+    );
+    drop(listener);
 }

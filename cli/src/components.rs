@@ -7,10 +7,14 @@ use chatmail_chatmaild as _;
 use chatmail_dovecot as _;
 use chatmail_fcgiwrap as _;
 use chatmail_filtermail as _;
+use chatmail_journald as _;
+use chatmail_legacy as _;
 use chatmail_nginx as _;
 use chatmail_opendkim as _;
 use chatmail_postfix as _;
 use chatmail_tls as _;
+use chatmail_unbound as _;
+use chatmail_version as _;
 use chatmail_website as _;
 
 /// The names of the built-in components; a test checks the registry against it.
@@ -21,9 +25,13 @@ pub const BUILT_IN: &[&str] = &[
     "dovecot",
     "fcgiwrap",
     "filtermail",
+    "journald",
+    "legacy",
     "nginx",
     "opendkim",
     "postfix",
     "tls",
+    "unbound",
+    "version",
     "website",
 ];

@@ -132,6 +132,7 @@ fn list_shows_components_in_order_with_what_they_declare() {
             "fcgiwrap",
             "filtermail",
             "opendkim  (not used by this config)",
+            "unbound",
             "tls",
             "acmetool  (not used by this config)",
             "dovecot",

@@ -17,49 +17,11 @@ use std::process::Command;
 use support::*;
 use xtask::host::Host;
 
-/// Where the deploy bundle (cmdeploy and the relay's programs) goes in the host.
-const BUNDLE: &str = "/usr/local/lib/cmdeploy";
-const CONFIG: &str = "/root/chatmail.ini";
-
-/// A booted host with the install phase done (in a chroot before boot: the host has no route
-/// to the Debian mirror) and the deploy bundle in place.
-fn relay_host(name: &str, net: u8, settings: &str) -> (Root, Host) {
-    let root = fresh_root_from(&xtask::rootfs::ensure_bootable().unwrap(), name);
-    let run = cmdeploy(&["run", "--phase", "install", "--root", root.str()], &[]);
-    assert!(run.ok);
-    let bundle = root.path.join(BUNDLE.trim_start_matches('/'));
-    xtask::bundle::copy(Path::new(env!("CARGO_BIN_EXE_cmdeploy")), &bundle).unwrap();
-    set_config(&root, settings);
-    let host = Host::boot(&root.path, name, net).unwrap();
-    (root, host)
-}
-
-/// Test relays accept new accounts whatever the load of this shared machine.
-fn set_config(root: &Root, settings: &str) {
-    let text = format!("[params]\n{settings}max_load_1m = 1000\n");
-    std::fs::write(root.path.join(CONFIG.trim_start_matches('/')), text).unwrap();
-}
-
-fn deploy(host: &Host, extra: &[&str]) -> String {
-    let cmdeploy = format!("{BUNDLE}/cmdeploy");
-    let mut argv = vec![cmdeploy.as_str(), "run", "--config", CONFIG];
-    argv.extend(extra);
-    let output = host.exec(&argv).unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    eprintln!("$ {}\n{text}", argv.join(" "));
-    assert!(output.status.success(), "cmdeploy failed in the host");
-    text
-}
-
 /// The units the registry declares running for this host's config (`cmdeploy list`).
 fn declared_running_units(host: &Host) -> Vec<String> {
     let cmdeploy = format!("{BUNDLE}/cmdeploy");
     let list = host
-        .exec_ok(&[&cmdeploy, "list", "--config", CONFIG])
+        .exec_ok(&[&cmdeploy, "list", "--config", HOST_CONFIG])
         .unwrap();
     list.lines()
         .filter_map(|line| line.trim().strip_prefix("service:"))
@@ -150,7 +112,7 @@ fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
     let domain = "mail_domain = _chat.example.org\n";
     let (root, host) = relay_host("cm-under", 41, domain);
 
-    deploy(&host, &[]);
+    host_deploy(&host, &[]);
     let units = declared_running_units(&host);
     for unit in [
         "dovecot.service",
@@ -173,7 +135,7 @@ fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
     let secrets_before = secrets(&root, &keys);
     let started = start_stamps(&host, &units);
 
-    let again = deploy(&host, &[]);
+    let again = host_deploy(&host, &[]);
     assert!(again.contains("nothing to change"), "{again}");
     assert_eq!(
         start_stamps(&host, &units),
@@ -185,7 +147,7 @@ fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
 
     // Configure now, activate later: the owed restarts wait on disk in between.
     set_config(&root, &format!("{domain}max_message_size = 1000000\n"));
-    let configured = deploy(&host, &["--phase", "configure"]);
+    let configured = host_deploy(&host, &["--phase", "configure"]);
     assert!(configured.contains("postfix: update /etc/postfix/main.cf"));
     let owed = host
         .exec_ok(&["cat", "/var/lib/cmdeploy/pending-restarts"])
@@ -199,7 +161,7 @@ fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
         started,
         "configure restarts nothing"
     );
-    deploy(&host, &["--phase", "activate"]);
+    host_deploy(&host, &["--phase", "activate"]);
     let now = start_stamps(&host, &units);
     let mut changed = restarted(&started, &now);
     changed.sort();
@@ -231,7 +193,7 @@ fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
         &root,
         &format!("{domain}max_message_size = 1000000\nmax_smtp_connections = 500\n"),
     );
-    let only = deploy(&host, &["--only", "postfix"]);
+    let only = host_deploy(&host, &["--only", "postfix"]);
     assert!(
         only.contains("postfix: update /etc/postfix/master.cf"),
         "{only}"
@@ -269,7 +231,7 @@ fn ipv4_relay_converges_after_a_killed_run_and_loses_nothing() {
     let (root, host) = relay_host("cm-ipv4", 45, domain);
     assert_eq!(host.address.to_string(), "10.77.45.2");
 
-    let first = deploy(&host, &[]);
+    let first = host_deploy(&host, &[]);
     assert!(
         !first.contains("opendkim:"),
         "no DKIM for IPv4 relays: {first}"
@@ -282,7 +244,7 @@ fn ipv4_relay_converges_after_a_killed_run_and_loses_nothing() {
         "/etc/ssl/certs/mailserver.pem",
     ];
     let secrets_before = secrets(&root, &keys);
-    assert!(deploy(&host, &[]).contains("nothing to change"));
+    assert!(host_deploy(&host, &[]).contains("nothing to change"));
 
     delta_chat_exchange(&host, "[10.77.45.2]");
     let mailboxes = Path::new("home/vmail/mail/[10.77.45.2]");
@@ -298,7 +260,7 @@ fn ipv4_relay_converges_after_a_killed_run_and_loses_nothing() {
     set_config(&root, &format!("{domain}max_message_size = 2000000\n"));
     let started = start_stamps(&host, &units);
     let cmdeploy = format!("{BUNDLE}/cmdeploy");
-    let mut child = host.spawn(&[&cmdeploy, "run", "--config", CONFIG]).unwrap();
+    let mut child = host.spawn(&[&cmdeploy, "run", "--config", HOST_CONFIG]).unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let pid = lines.next().unwrap().unwrap();
     for line in lines.by_ref() {
@@ -318,7 +280,7 @@ fn ipv4_relay_converges_after_a_killed_run_and_loses_nothing() {
         "{owed}"
     );
 
-    let rerun = deploy(&host, &[]);
+    let rerun = host_deploy(&host, &[]);
     assert!(
         rerun.contains("postfix: update /etc/postfix/main.cf"),
         "{rerun}"
@@ -337,7 +299,7 @@ fn ipv4_relay_converges_after_a_killed_run_and_loses_nothing() {
         );
     }
     assert!(
-        deploy(&host, &[]).contains("nothing to change"),
+        host_deploy(&host, &[]).contains("nothing to change"),
         "converged"
     );
     assert!(

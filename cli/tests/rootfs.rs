@@ -111,11 +111,11 @@ fn normal_domain_deploys_validates_and_reruns_as_a_no_op() {
     assert_configs_valid(&root, true);
     let key = root.read("/etc/dkimkeys/opendkim.private");
     let cert = root.read("/var/lib/chatmail-tls/live/chat.example.org/fullchain");
-    assert_eq!(
-        String::from_utf8(root.read("/var/lib/cmdeploy/pending-restarts")).unwrap(),
-        "daemon-reload\ncomponent acmetool\ncomponent base\ncomponent dovecot\ncomponent fcgiwrap\ncomponent nginx\ncomponent opendkim\ncomponent postfix\ncomponent tls\n",
-        "without systemd, activation stays pending"
-    );
+    // Without systemd nothing is started: what the first run owes stays on disk.
+    let owed = String::from_utf8(root.read("/var/lib/cmdeploy/pending-restarts")).unwrap();
+    for entry in ["daemon-reload", "component dovecot", "component opendkim", "component postfix"] {
+        assert!(owed.lines().any(|line| line == entry), "{entry} not owed: {owed}");
+    }
 
     let again = deploy(&root, &config, &["-v"]);
     assert!(again.ok);

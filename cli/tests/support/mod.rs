@@ -207,6 +207,48 @@ pub fn installed_root(name: &str) -> Root {
     copy
 }
 
+/// Where the deploy bundle (cmdeploy and the relay's programs) goes in a test host.
+pub const BUNDLE: &str = "/usr/local/lib/cmdeploy";
+/// The settings file inside a test host.
+pub const HOST_CONFIG: &str = "/root/chatmail.ini";
+
+/// A booted host with the install phase done (in a chroot before boot: the host has no route
+/// to the Debian mirror), the deploy bundle in place and `settings` as its config.
+pub fn relay_host(name: &str, net: u8, settings: &str) -> (Root, xtask::host::Host) {
+    let root = fresh_root_from(&xtask::rootfs::ensure_bootable().unwrap(), name);
+    let run = cmdeploy(&["run", "--phase", "install", "--root", root.str()], &[]);
+    assert!(run.ok);
+    let bundle = root.path.join(BUNDLE.trim_start_matches('/'));
+    xtask::bundle::copy(Path::new(env!("CARGO_BIN_EXE_cmdeploy")), &bundle).unwrap();
+    set_config(&root, settings);
+    let host = xtask::host::Host::boot(&root.path, name, net).unwrap();
+    (root, host)
+}
+
+/// Writes the host's settings; test relays accept new accounts whatever the load of this
+/// shared machine.
+pub fn set_config(root: &Root, settings: &str) {
+    let text = format!("[params]\n{settings}max_load_1m = 1000\n");
+    std::fs::write(root.path.join(HOST_CONFIG.trim_start_matches('/')), text).unwrap();
+}
+
+/// Runs the bundled `cmdeploy run` inside a booted host; fails the test if it fails, and
+/// returns its output.
+pub fn host_deploy(host: &xtask::host::Host, extra: &[&str]) -> String {
+    let cmdeploy = format!("{BUNDLE}/cmdeploy");
+    let mut argv = vec![cmdeploy.as_str(), "run", "--config", HOST_CONFIG];
+    argv.extend(extra);
+    let output = host.exec(&argv).unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("$ {}\n{text}", argv.join(" "));
+    assert!(output.status.success(), "cmdeploy failed in the host");
+    text
+}
+
 /// Writes a chatmail.ini with `body` under `[params]` and returns its path.
 pub fn config_file(dir: &Path, body: &str) -> PathBuf {
     let path = dir.join("chatmail.ini");

@@ -59,6 +59,12 @@ impl Component for Dovecot {
 
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
         activate.service(Service::running("dovecot.service"));
+        activate.port(143, &["imap-login", "dovecot"]);
+        activate.port(993, &["imap-login", "dovecot"]);
+        if activate.config.mtail_address.is_some() {
+            // The OpenMetrics listener of Dovecot's stats process.
+            activate.port(3904, &["dovecot", "stats"]);
+        }
         Ok(())
     }
 }

@@ -62,6 +62,17 @@ impl Component for Postfix {
 
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
         activate.service(Service::running("postfix.service"));
+        let config = activate.config;
+        let ports = [
+            25,
+            465,
+            587,
+            config.postfix_reinject_port,
+            config.postfix_reinject_port_incoming,
+        ];
+        for port in ports {
+            activate.port(port, &["master", "smtpd"]);
+        }
         Ok(())
     }
 }

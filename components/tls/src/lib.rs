@@ -30,8 +30,9 @@ impl Component for Tls {
         "tls"
     }
 
+    /// Certificates are fetched with name resolution, which unbound provides.
     fn after(&self) -> &'static [&'static str] {
-        &["base"]
+        &["base", "unbound"]
     }
 
     fn templates(&self) -> Option<&'static Dir<'static>> {

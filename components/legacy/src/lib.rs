@@ -1,0 +1,68 @@
+//! `legacy`: removes, idempotently, what older upstream releases left on a relay: obsolete
+//! packages, files, the OBS apt source, and daemons that no longer belong to a relay.
+
+use anyhow::Result;
+use chatmail_core::plan::Service;
+use chatmail_core::{Activate, Component, Install, register};
+
+/// The cleanup of older releases.
+#[derive(Debug)]
+pub struct Legacy;
+
+/// The apt source of the OBS repository that once provided Dovecot, as it was written.
+const OBS_SOURCE: &str = "deb [signed-by=/etc/apt/keyrings/obs-home-deltachat.gpg] \
+     https://download.opensuse.org/repositories/home:/deltachat/Debian_12/ ./";
+
+/// Files and directories of removed features.
+const LEFTOVERS: &[&str] = &[
+    // expunge and metrics cron jobs, replaced by chatmaild timers and mtail
+    "/etc/cron.d/expunge",
+    "/etc/cron.d/chatmail-metrics",
+    "/var/www/html/metrics",
+    // the OBS repository's key (its source line is removed first)
+    "/etc/apt/keyrings/obs-home-deltachat.gpg",
+    // the persistent journal (the journal is volatile now)
+    "/var/log/journal",
+    // the MTA-STS resolver daemon
+    "/etc/mta-sts-daemon.yml",
+    "/usr/local/lib/postfix-mta-sts-resolver",
+    "/etc/systemd/system/mta-sts-daemon.service",
+    // its boot link, which `systemctl disable` cannot remove once the unit file is gone
+    "/etc/systemd/system/multi-user.target.wants/mta-sts-daemon.service",
+];
+
+/// Daemons of older releases, stopped and disabled where they still exist.
+const UNITS: &[&str] = &[
+    "echobot.service",
+    "doveauth-dictproxy.service",
+    "mta-sts-daemon.service",
+];
+
+impl Component for Legacy {
+    fn name(&self) -> &'static str {
+        "legacy"
+    }
+
+    fn after(&self) -> &'static [&'static str] {
+        &["base"]
+    }
+
+    fn install(&self, install: &mut Install<'_>) -> Result<()> {
+        install.remove_line("/etc/apt/sources.list", OBS_SOURCE);
+        // rspamd was the spam filter; unbound-anchor is replaced by dns-root-data.
+        install.remove_packages(&["rspamd", "unbound-anchor"]);
+        for path in LEFTOVERS {
+            install.remove(path);
+        }
+        Ok(())
+    }
+
+    fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
+        for unit in UNITS {
+            activate.service(Service::stopped(unit));
+        }
+        Ok(())
+    }
+}
+
+register!(Legacy);
