@@ -15,7 +15,7 @@ fn the_registry_holds_exactly_the_built_in_components() {
     assert_eq!(names, cmdeploy::components::BUILT_IN);
     assert_eq!(
         registry.names(),
-        ["base", "opendkim", "tls", "dovecot", "postfix"]
+        ["base", "mtail", "opendkim", "tls", "dovecot", "postfix"]
     );
 }
 
@@ -116,6 +116,7 @@ fn list_shows_components_in_order_with_what_they_declare() {
         names,
         [
             "base",
+            "mtail",
             "opendkim  (not used by this config)",
             "tls",
             "dovecot",
@@ -183,7 +184,7 @@ fn bad_input_is_refused_with_a_clear_message_and_the_target_untouched() {
             "bad --only",
             Some("mail_domain = a.org\n"),
             &["--only", "postfx"],
-            "unknown component \"postfx\"; known components: base, opendkim",
+            "unknown component \"postfx\"; known components: base, mtail, opendkim",
         ),
         (
             "bad --skip",

@@ -24,6 +24,10 @@ const FIXTURES: &[(&str, &str)] = &[
         "mail_domain = 10.77.0.2\ndisable_ipv6 = true\nimap_compress = true\nimap_rawlog = true\n",
     ),
     (
+        "metrics-and-iroh-elsewhere",
+        "mail_domain = chat.example.org\nmtail_address = 10.8.0.1\niroh_relay = https://iroh.example.net\n",
+    ),
+    (
         "external-tls",
         "mail_domain = chat.example.org\ntls_external_cert_and_key = /etc/certs/fullchain.pem /etc/certs/key.pem\n",
     ),
