@@ -7,6 +7,9 @@ use chatmail_mtail as _;
 use chatmail_opendkim as _;
 use chatmail_postfix as _;
 use chatmail_tls as _;
+use chatmail_turn_component as _;
 
 /// The names of the built-in components; a test checks the registry against it.
-pub const BUILT_IN: &[&str] = &["base", "dovecot", "mtail", "opendkim", "postfix", "tls"];
+pub const BUILT_IN: &[&str] = &[
+    "base", "dovecot", "mtail", "opendkim", "postfix", "tls", "turn",
+];

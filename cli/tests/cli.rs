@@ -15,7 +15,9 @@ fn the_registry_holds_exactly_the_built_in_components() {
     assert_eq!(names, cmdeploy::components::BUILT_IN);
     assert_eq!(
         registry.names(),
-        ["base", "mtail", "opendkim", "tls", "dovecot", "postfix"]
+        [
+            "base", "mtail", "opendkim", "tls", "dovecot", "postfix", "turn"
+        ]
     );
 }
 
@@ -120,7 +122,8 @@ fn list_shows_components_in_order_with_what_they_declare() {
             "opendkim  (not used by this config)",
             "tls",
             "dovecot",
-            "postfix"
+            "postfix",
+            "turn"
         ]
     );
     assert!(run.stdout.contains("  file:     /etc/postfix/main.cf\n"));

@@ -36,8 +36,32 @@ impl Run {
     }
 }
 
-/// Runs the built `cmdeploy` with `args`, with no `CHATMAIL_*` variables from the caller.
+/// Builds the relay's own programs (chatmail-turn, ...), which `cmdeploy run` installs from
+/// beside the cmdeploy executable, once per test process in cmdeploy's profile: `cargo test`
+/// builds only the binaries of the packages it tests.
+pub fn build_relay_programs() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut command = Command::new(cargo);
+        command
+            .args(["build", "--quiet", "--workspace", "--bins"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        let profile = Path::new(env!("CARGO_BIN_EXE_cmdeploy")).parent().unwrap();
+        if profile.ends_with("release") {
+            command.arg("--release");
+        }
+        assert!(
+            command.status().unwrap().success(),
+            "building the relay's programs"
+        );
+    });
+}
+
+/// Runs the built `cmdeploy` with `args`, with no `CHATMAIL_*` variables from the caller, and
+/// the relay's programs built beside it.
 pub fn cmdeploy(args: &[&str], env: &[(&str, &str)]) -> Run {
+    build_relay_programs();
     let mut command = Command::new(env!("CARGO_BIN_EXE_cmdeploy"));
     command.args(args);
     for (key, _) in std::env::vars() {
