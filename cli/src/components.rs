@@ -3,6 +3,7 @@
 
 use chatmail_base as _;
 use chatmail_dovecot as _;
+use chatmail_iroh_relay as _;
 use chatmail_mtail as _;
 use chatmail_opendkim as _;
 use chatmail_postfix as _;
@@ -11,5 +12,12 @@ use chatmail_turn_component as _;
 
 /// The names of the built-in components; a test checks the registry against it.
 pub const BUILT_IN: &[&str] = &[
-    "base", "dovecot", "mtail", "opendkim", "postfix", "tls", "turn",
+    "base",
+    "dovecot",
+    "iroh-relay",
+    "mtail",
+    "opendkim",
+    "postfix",
+    "tls",
+    "turn",
 ];

@@ -16,7 +16,14 @@ fn the_registry_holds_exactly_the_built_in_components() {
     assert_eq!(
         registry.names(),
         [
-            "base", "mtail", "opendkim", "tls", "dovecot", "postfix", "turn"
+            "base",
+            "iroh-relay",
+            "mtail",
+            "opendkim",
+            "tls",
+            "dovecot",
+            "postfix",
+            "turn"
         ]
     );
 }
@@ -118,6 +125,7 @@ fn list_shows_components_in_order_with_what_they_declare() {
         names,
         [
             "base",
+            "iroh-relay",
             "mtail",
             "opendkim  (not used by this config)",
             "tls",
@@ -187,7 +195,7 @@ fn bad_input_is_refused_with_a_clear_message_and_the_target_untouched() {
             "bad --only",
             Some("mail_domain = a.org\n"),
             &["--only", "postfx"],
-            "unknown component \"postfx\"; known components: base, mtail, opendkim",
+            "unknown component \"postfx\"; known components: base, iroh-relay, mtail",
         ),
         (
             "bad --skip",
