@@ -113,7 +113,7 @@ fn normal_domain_deploys_validates_and_reruns_as_a_no_op() {
     let cert = root.read("/var/lib/acme/live/chat.example.org/fullchain");
     assert_eq!(
         String::from_utf8(root.read("/var/lib/cmdeploy/pending-restarts")).unwrap(),
-        "daemon-reload\ncomponent base\ncomponent dovecot\ncomponent opendkim\ncomponent postfix\ncomponent tls\n",
+        "daemon-reload\ncomponent base\ncomponent dovecot\ncomponent iroh-relay\ncomponent mtail\ncomponent opendkim\ncomponent postfix\ncomponent tls\ncomponent turn\n",
         "without systemd, activation stays pending"
     );
 
