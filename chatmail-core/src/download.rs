@@ -24,25 +24,15 @@ pub fn needed(dest: &Path, download: &Download) -> Result<bool> {
     }
 }
 
-/// Fetches, extracts and verifies `download`, then installs it at `dest` atomically. On any
-/// failure the previously installed file stays as it was.
-pub fn fetch(dest: &Path, download: &Download, owner: Meta) -> Result<()> {
+/// Fetches, extracts and verifies `download`: the content to install. The target is not
+/// touched.
+pub fn fetch(download: &Download) -> Result<Vec<u8>> {
     let raw = match &download.source {
         DownloadSource::Url(url) => get(url)?,
         DownloadSource::Local(path) => {
             std::fs::read(path).with_context(|| format!("reading local file {}", path.display()))?
         }
-        DownloadSource::Bundled(path) => {
-            let content = read_bundled(path)?;
-            return files::write_atomic(
-                dest,
-                &content,
-                Meta {
-                    mode: download.mode,
-                    ..owner
-                },
-            );
-        }
+        DownloadSource::Bundled(path) => return read_bundled(path),
     };
     let content = match &download.extract {
         Some(member) => extract(&raw, member)
@@ -58,9 +48,14 @@ pub fn fetch(dest: &Path, download: &Download, owner: Meta) -> Result<()> {
             download.dest.display()
         );
     }
+    Ok(content)
+}
+
+/// Installs fetched `content` at `dest` atomically with the download's mode.
+pub fn install(dest: &Path, download: &Download, content: &[u8], owner: Meta) -> Result<()> {
     files::write_atomic(
         dest,
-        &content,
+        content,
         Meta {
             mode: download.mode,
             ..owner
@@ -87,8 +82,11 @@ fn read_bundled(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn get(url: &str) -> Result<Vec<u8>> {
-    let response = ureq::get(url)
+    let response = ureq::AgentBuilder::new()
+        .timeout_connect(std::time::Duration::from_secs(20))
         .timeout(std::time::Duration::from_secs(300))
+        .build()
+        .get(url)
         .call()
         .with_context(|| format!("downloading {url}"))?;
     let mut body = Vec::new();

@@ -346,8 +346,24 @@ impl<'t> Engine<'t> {
                     download.dest.display()
                 );
                 let meta = self.meta(&Owner::root(), download.mode)?;
+                // Fetched before anything is recorded: an optional download that cannot be
+                // had is a notice, not a change.
+                let content = match self.dry_run {
+                    true => Vec::new(),
+                    false => match download::fetch(download) {
+                        Ok(content) => content,
+                        Err(err) if download.optional => {
+                            println!(
+                                "{name}: notice: {} not installed, going on without it: {err:#}",
+                                download.dest.display()
+                            );
+                            continue;
+                        }
+                        Err(err) => return Err(err),
+                    },
+                };
                 self.change(name, owed(), what, None, || {
-                    download::fetch(&dest, download, meta)
+                    download::install(&dest, download, &content, meta)
                 })?;
             }
         }
@@ -524,6 +540,9 @@ impl<'t> Engine<'t> {
                     self.unit_action(name, verb, unit)?;
                 }
                 match (service.running, state.active) {
+                    // Its start condition failed (e.g. an optional binary is missing); only a
+                    // change owing it a restart (the binary arrived) starts it again.
+                    (true, false) if state.skipped && !restart => {}
                     (true, false) => self.unit_action(name, "start", unit)?,
                     (true, true) if restart => self.unit_action(name, "restart", unit)?,
                     (false, true) => self.unit_action(name, "stop", unit)?,

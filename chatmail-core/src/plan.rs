@@ -103,6 +103,8 @@ pub struct Download {
     /// For `.tar.gz` sources: the archive member to install.
     pub extract: Option<String>,
     pub mode: u32,
+    /// When it cannot be fetched, the run goes on without it and says so.
+    pub optional: bool,
 }
 
 /// Where a download comes from.
@@ -141,7 +143,15 @@ impl Download {
             sha256: (*sha256).to_owned(),
             extract: extract.map(str::to_owned),
             mode: 0o755,
+            optional: false,
         })
+    }
+
+    /// Lets the run go on without this binary when it cannot be fetched (e.g. an offline
+    /// relay and a release only published on GitHub); a notice names what is missing.
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
     }
 }
 
@@ -437,6 +447,7 @@ impl<'a> Install<'a> {
             sha256: String::new(),
             extract: None,
             mode: 0o755,
+            optional: false,
         });
     }
 

@@ -12,6 +12,9 @@ pub struct UnitState {
     pub active: bool,
     /// `UnitFileState`: `enabled`, `disabled`, `static`, `masked`, ...
     pub file_state: String,
+    /// Its last start was skipped because a start condition failed (e.g.
+    /// `ConditionFileIsExecutable=` naming a binary that is not installed).
+    pub skipped: bool,
 }
 
 impl UnitState {
@@ -34,27 +37,40 @@ pub fn states(target: &Target, units: &[String]) -> Result<BTreeMap<String, Unit
     let mut command = argv(&[
         "systemctl",
         "show",
-        "--property=ActiveState,UnitFileState",
+        "--property=ActiveState,UnitFileState,ConditionResult,ConditionTimestampMonotonic",
         "--",
     ]);
     command.extend(units.iter().cloned());
     let output = target.run(&command, &[])?;
-    let text = String::from_utf8_lossy(&output.stdout);
+    Ok(parse_states(
+        units,
+        &String::from_utf8_lossy(&output.stdout),
+    ))
+}
+
+/// Reads `systemctl show` output: one block of `Property=value` lines per unit, in order.
+fn parse_states(units: &[String], text: &str) -> BTreeMap<String, UnitState> {
     let mut states = BTreeMap::new();
     for (unit, block) in units.iter().zip(text.split("\n\n")) {
         let mut state = UnitState::default();
+        let (mut condition_failed, mut condition_checked) = (false, false);
         for line in block.lines() {
             match line.split_once('=') {
                 Some(("ActiveState", value)) => {
                     state.active = matches!(value, "active" | "activating" | "reloading");
                 }
                 Some(("UnitFileState", value)) => state.file_state = value.to_owned(),
+                Some(("ConditionResult", value)) => condition_failed = value == "no",
+                Some(("ConditionTimestampMonotonic", value)) => {
+                    condition_checked = value.parse::<u64>().is_ok_and(|t| t > 0);
+                }
                 _ => {}
             }
         }
+        state.skipped = !state.active && condition_failed && condition_checked;
         states.insert(unit.clone(), state);
     }
-    Ok(states)
+    states
 }
 
 /// Runs `systemctl <verb> <unit>`; a failure shows the unit's recent journal.
@@ -81,4 +97,25 @@ pub fn act(target: &Target, verb: &str, unit: &str) -> Result<()> {
 pub fn daemon_reload(target: &Target) -> Result<()> {
     target.run(&argv(&["systemctl", "daemon-reload"]), &[])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_skipped_by_a_failed_condition_is_told_apart_from_a_unit_never_started() {
+        let units = ["skipped", "never", "running"].map(String::from);
+        let text = "ActiveState=inactive\nUnitFileState=enabled\nConditionResult=no\n\
+                    ConditionTimestampMonotonic=123\n\n\
+                    ActiveState=inactive\nUnitFileState=disabled\nConditionResult=no\n\
+                    ConditionTimestampMonotonic=0\n\n\
+                    ActiveState=active\nUnitFileState=enabled\nConditionResult=yes\n\
+                    ConditionTimestampMonotonic=99\n";
+        let states = parse_states(&units, text);
+        assert!(states["skipped"].skipped && !states["skipped"].active);
+        assert!(!states["never"].skipped);
+        assert!(!states["running"].skipped && states["running"].active);
+        assert!(states["skipped"].enabled() && !states["never"].enabled());
+    }
 }

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chatmail_core::engine::{Engine, Phases, Planned};
 use chatmail_core::plan::{
-    ActivatePlan, Attempt, ConfigurePlan, Download, DownloadSource, File, InstallPlan,
-    LineRemoval, Owner, PackageRemoval, Port, Restarts,
+    ActivatePlan, Attempt, ConfigurePlan, Download, DownloadSource, File, InstallPlan, LineRemoval,
+    Owner, PackageRemoval, Port, Restarts,
 };
 use chatmail_core::{Facts, Target};
 
@@ -116,6 +116,7 @@ fn download_plan(source: DownloadSource, sha256: String, extract: Option<&str>) 
                 sha256,
                 extract: extract.map(str::to_owned),
                 mode: 0o755,
+                optional: false,
             }],
             ..InstallPlan::default()
         },
@@ -203,6 +204,37 @@ fn tarball_members_and_local_files_are_installed_by_the_checksum_of_the_binary()
     std::fs::remove_file(dir.path().join("usr/local/bin/relay")).unwrap();
     let err = format!("{:#}", run(dir.path(), &plans, INSTALL, false).unwrap_err());
     assert!(err.contains("the archive has no member missing"), "{err}");
+}
+
+#[test]
+fn an_optional_download_that_cannot_be_fetched_is_no_change_and_no_failure() {
+    let dir = target_dir();
+    // A port nothing listens on: bound, then released.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = DownloadSource::Url(format!("http://127.0.0.1:{port}/relay"));
+    let mut plans = download_plan(unreachable, "0".repeat(64), None);
+    let err = format!("{:#}", run(dir.path(), &plans, INSTALL, false).unwrap_err());
+    assert!(err.contains("downloading http://127.0.0.1:"), "{err}");
+
+    let download = &mut plans[0].install.downloads[0];
+    *download = download.clone().optional();
+    assert_eq!(run(dir.path(), &plans, INSTALL, false).unwrap(), 0);
+    assert!(!dir.path().join("usr/local/bin/relay").exists());
+
+    let binary = b"fetched after all".to_vec();
+    let (url, _) = serve(binary.clone());
+    let mut plans = download_plan(DownloadSource::Url(url), sha256(&binary), None);
+    let download = &mut plans[0].install.downloads[0];
+    *download = download.clone().optional();
+    assert_eq!(run(dir.path(), &plans, INSTALL, false).unwrap(), 1);
+    assert_eq!(
+        std::fs::read(dir.path().join("usr/local/bin/relay")).unwrap(),
+        binary
+    );
 }
 
 fn config_plan(content: &str) -> Vec<Planned> {

@@ -20,13 +20,20 @@ fn the_registry_holds_exactly_the_built_in_components() {
             "chatmaild",
             "fcgiwrap",
             "filtermail",
+            "iroh-relay",
+            "legacy",
+            "journald",
+            "mtail",
             "opendkim",
+            "turn",
+            "unbound",
             "tls",
             "acmetool",
             "dovecot",
             "postfix",
             "website",
-            "nginx"
+            "nginx",
+            "version"
         ]
     );
 }
@@ -131,14 +138,20 @@ fn list_shows_components_in_order_with_what_they_declare() {
             "chatmaild",
             "fcgiwrap",
             "filtermail",
+            "iroh-relay",
+            "legacy",
+            "journald",
+            "mtail",
             "opendkim  (not used by this config)",
+            "turn",
             "unbound",
             "tls",
             "acmetool  (not used by this config)",
             "dovecot",
             "postfix",
             "website",
-            "nginx"
+            "nginx",
+            "version"
         ]
     );
     assert!(run.stdout.contains("  file:     /etc/postfix/main.cf\n"));

@@ -260,7 +260,9 @@ fn ipv4_relay_converges_after_a_killed_run_and_loses_nothing() {
     set_config(&root, &format!("{domain}max_message_size = 2000000\n"));
     let started = start_stamps(&host, &units);
     let cmdeploy = format!("{BUNDLE}/cmdeploy");
-    let mut child = host.spawn(&[&cmdeploy, "run", "--config", HOST_CONFIG]).unwrap();
+    let mut child = host
+        .spawn(&[&cmdeploy, "run", "--config", HOST_CONFIG])
+        .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let pid = lines.next().unwrap().unwrap();
     for line in lines.by_ref() {

@@ -113,8 +113,16 @@ fn normal_domain_deploys_validates_and_reruns_as_a_no_op() {
     let cert = root.read("/var/lib/chatmail-tls/live/chat.example.org/fullchain");
     // Without systemd nothing is started: what the first run owes stays on disk.
     let owed = String::from_utf8(root.read("/var/lib/cmdeploy/pending-restarts")).unwrap();
-    for entry in ["daemon-reload", "component dovecot", "component opendkim", "component postfix"] {
-        assert!(owed.lines().any(|line| line == entry), "{entry} not owed: {owed}");
+    for entry in [
+        "daemon-reload",
+        "component dovecot",
+        "component opendkim",
+        "component postfix",
+    ] {
+        assert!(
+            owed.lines().any(|line| line == entry),
+            "{entry} not owed: {owed}"
+        );
     }
 
     let again = deploy(&root, &config, &["-v"]);

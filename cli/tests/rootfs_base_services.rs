@@ -226,7 +226,7 @@ fn on_a_booted_host_unbound_answers_and_a_rerun_restarts_nothing() {
     if !slow_tests_enabled() {
         return;
     }
-    let (root, host) = relay_host("cm-unbound", 42, "mail_domain = _chat.example.org\n");
+    let (_root, host) = relay_host("cm-unbound", 42, "mail_domain = _chat.example.org\n");
 
     let first = host_deploy(&host, &[]);
     for line in [

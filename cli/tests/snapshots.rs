@@ -28,6 +28,10 @@ const FIXTURES: &[(&str, &str)] = &[
         "mail_domain = chat.example.org\ndisable_ipv6 = true\n",
     ),
     (
+        "metrics-and-iroh-elsewhere",
+        "mail_domain = chat.example.org\nmtail_address = 10.8.0.1\niroh_relay = https://iroh.example.net\n",
+    ),
+    (
         "external-tls",
         "mail_domain = chat.example.org\ntls_external_cert_and_key = /etc/certs/fullchain.pem /etc/certs/key.pem\n",
     ),

@@ -36,8 +36,32 @@ impl Run {
     }
 }
 
-/// Runs the built `cmdeploy` with `args`, with no `CHATMAIL_*` variables from the caller.
+/// Builds the relay's own programs (chatmail-turn, ...), which `cmdeploy run` installs from
+/// beside the cmdeploy executable, once per test process in cmdeploy's profile: `cargo test`
+/// builds only the binaries of the packages it tests.
+pub fn build_relay_programs() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut command = Command::new(cargo);
+        command
+            .args(["build", "--quiet", "--workspace", "--bins"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        let profile = Path::new(env!("CARGO_BIN_EXE_cmdeploy")).parent().unwrap();
+        if profile.ends_with("release") {
+            command.arg("--release");
+        }
+        assert!(
+            command.status().unwrap().success(),
+            "building the relay's programs"
+        );
+    });
+}
+
+/// Runs the built `cmdeploy` with `args`, with no `CHATMAIL_*` variables from the caller, and
+/// the relay's programs built beside it.
 pub fn cmdeploy(args: &[&str], env: &[(&str, &str)]) -> Run {
+    build_relay_programs();
     let mut command = Command::new(env!("CARGO_BIN_EXE_cmdeploy"));
     command.args(args);
     for (key, _) in std::env::vars() {
@@ -179,7 +203,6 @@ pub fn fresh_root_from(tarball: &Path, name: &str) -> Root {
 pub fn installed_root(name: &str) -> Root {
     static INSTALLED: OnceLock<Root> = OnceLock::new();
     let installed = INSTALLED.get_or_init(|| {
-        assert_relay_programs_built();
         let root = fresh_root("installed");
         let run = cmdeploy(
             &[
@@ -288,17 +311,5 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (u32, u32, u32, u64
         if meta.is_dir() && path != root.join("proc") && path != root.join("dev") {
             walk(root, &path, out);
         }
-    }
-}
-
-/// The relay's own programs are installed from beside the cmdeploy binary under test.
-pub fn assert_relay_programs_built() {
-    let dir = Path::new(env!("CARGO_BIN_EXE_cmdeploy")).parent().unwrap();
-    for program in ["filtermail", "doveauth", "newemail"] {
-        assert!(
-            dir.join(program).exists(),
-            "{} is missing: run `cargo build --workspace` (or `cargo test --workspace`) first",
-            dir.join(program).display()
-        );
     }
 }

@@ -1,0 +1,74 @@
+//! `mtail`: counters of delivered mail, created accounts and filter decisions, read from the
+//! journal by Debian's mtail and served as OpenMetrics on `mtail_address`:3903. The unit and
+//! the program are always written; the service runs only when `mtail_address` is set.
+
+use anyhow::Result;
+use chatmail_core::{Activate, Component, Configure, Install, plan::Service, register};
+use include_dir::{Dir, include_dir};
+
+static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templates/mtail");
+
+/// The metrics exporter.
+#[derive(Debug)]
+pub struct Mtail;
+
+const UNIT: &str = "mtail.service";
+
+impl Component for Mtail {
+    fn name(&self) -> &'static str {
+        "mtail"
+    }
+
+    fn after(&self) -> &'static [&'static str] {
+        &["base"]
+    }
+
+    fn templates(&self) -> Option<&'static Dir<'static>> {
+        Some(&TEMPLATES)
+    }
+
+    fn install(&self, install: &mut Install<'_>) -> Result<()> {
+        install.packages(&["mtail"]);
+        // Upstream's release binary; Debian's package replaces it.
+        install.remove("/usr/local/bin/mtail");
+        Ok(())
+    }
+
+    fn configure(&self, configure: &mut Configure<'_>) -> Result<()> {
+        configure.template(
+            format!("/etc/systemd/system/{UNIT}"),
+            "mtail.service.j2",
+            (),
+        )?;
+        configure.template(
+            "/etc/mtail/delivered_mail.mtail",
+            "delivered_mail.mtail",
+            (),
+        )?;
+        // Compiles the programs; an own free port keeps it clear of a running mtail.
+        configure.validate(
+            &[
+                "mtail",
+                "--compile_only",
+                "--progs=/etc/mtail",
+                "--logtostderr",
+                "--address=127.0.0.1",
+                "--port=0",
+            ],
+            false,
+        );
+        Ok(())
+    }
+
+    fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
+        if activate.config.mtail_address.is_some() {
+            activate.service(Service::running(UNIT));
+            activate.port(3903, &["mtail"]);
+        } else {
+            activate.service(Service::stopped(UNIT));
+        }
+        Ok(())
+    }
+}
+
+register!(Mtail);
