@@ -116,6 +116,7 @@ mod tests {
         assert!(states["skipped"].skipped && !states["skipped"].active);
         assert!(!states["never"].skipped);
         assert!(!states["running"].skipped && states["running"].active);
-        assert!(states["skipped"].enabled() && !states["never"].enabled());
+        assert_eq!(states["skipped"].enabled(), Some(true));
+        assert_eq!(states["never"].enabled(), Some(false));
     }
 }

@@ -557,11 +557,11 @@ fn port_plan(port: u16, allowed: &[&str]) -> Vec<Planned> {
         configure.files.truncate(1);
     }
     plans[0].activate = Some(ActivatePlan {
-        services: Vec::new(),
         ports: vec![Port {
             port,
             allowed: allowed.iter().map(|a| (*a).to_owned()).collect(),
         }],
+        ..ActivatePlan::default()
     });
     plans
 }
