@@ -16,7 +16,8 @@ pub trait Component: Sync + 'static {
     /// A stable, unique, lower-case name (`postfix`), used by `--only` and `--skip`.
     fn name(&self) -> &'static str;
 
-    /// Components that must run before this one in every phase.
+    /// Components that must run before this one in every phase; [`AFTER_ALL`] puts it after
+    /// every other component (for records of a finished deployment).
     fn after(&self) -> &'static [&'static str] {
         &[]
     }
@@ -47,6 +48,9 @@ pub trait Component: Sync + 'static {
         Ok(())
     }
 }
+
+/// The `after` entry meaning "after every other component".
+pub const AFTER_ALL: &str = "*";
 
 /// A component submitted to the registry; created by [`register!`](crate::register).
 #[derive(Clone, Copy)]
@@ -107,16 +111,31 @@ impl Registry {
             }
         }
         for (name, component) in &by_name {
-            for dep in component.after() {
+            for dep in component.after().iter().filter(|dep| **dep != AFTER_ALL) {
                 if !by_name.contains_key(dep) {
                     bail!("component {name:?} wants to run after {dep:?}, which is not registered");
                 }
             }
         }
         // Kahn's algorithm; the BTreeSet hands out the alphabetically first ready component.
+        let last: BTreeSet<&str> = by_name
+            .iter()
+            .filter(|(_, c)| c.after().contains(&AFTER_ALL))
+            .map(|(name, _)| *name)
+            .collect();
         let mut waiting: BTreeMap<&str, BTreeSet<&str>> = by_name
             .iter()
-            .map(|(name, c)| (*name, c.after().iter().copied().collect()))
+            .map(|(name, c)| {
+                let deps = match last.contains(name) {
+                    true => by_name
+                        .keys()
+                        .copied()
+                        .filter(|n| !last.contains(n))
+                        .collect(),
+                    false => c.after().iter().copied().collect(),
+                };
+                (*name, deps)
+            })
             .collect();
         let mut ready: BTreeSet<&str> = waiting
             .iter()
@@ -216,6 +235,17 @@ mod tests {
             registry.names(),
             ["alpha", "base", "dovecot", "opendkim", "postfix", "zeta"]
         );
+    }
+
+    #[test]
+    fn after_all_comes_after_every_other_component() {
+        let registry = Registry::from_components(vec![
+            fake("stamp", &[AFTER_ALL]),
+            fake("zeta", &["base"]),
+            fake("base", &[]),
+        ])
+        .unwrap();
+        assert_eq!(registry.names(), ["base", "zeta", "stamp"]);
     }
 
     #[test]

@@ -30,7 +30,7 @@ mod target;
 mod template;
 
 pub use chatmail_config as config;
-pub use component::{Component, Registration, Registry};
+pub use component::{AFTER_ALL, Component, Registration, Registry};
 pub use facts::{Facts, deb_arch};
 pub use plan::{Activate, Configure, Install};
 pub use report::Report;

@@ -27,7 +27,9 @@ pub fn run() -> Result<()> {
     let packages: Vec<&str> = packages.split_whitespace().collect();
 
     let bare_root = rootfs::extract(&tarball, &scratch.join("bare"))?;
-    let bare = time_chroot_apt(&bare_root, &packages)?;
+    let start = Instant::now();
+    rootfs::apt_install(&bare_root, &packages)?;
+    let bare = start.elapsed();
 
     let root = rootfs::extract(&tarball, &scratch.join("cmdeploy"))?;
     let deploy = |phase: &str| -> Result<Duration> {
@@ -141,31 +143,6 @@ fn booted_host(cmdeploy: &Path, scratch: &Path) -> Result<()> {
         report.trim()
     );
     Ok(())
-}
-
-/// Installs `packages` the way an operator would by hand, with services kept from starting.
-fn time_chroot_apt(root: &Path, packages: &[&str]) -> Result<Duration> {
-    let policy = root.join("usr/sbin/policy-rc.d");
-    std::fs::write(&policy, "#!/bin/sh\nexit 101\n")?;
-    check(Command::new("chmod").arg("755").arg(&policy))?;
-    check(
-        Command::new("mount")
-            .args(["-t", "proc", "proc"])
-            .arg(root.join("proc")),
-    )?;
-    let start = Instant::now();
-    let result = check(
-        Command::new("chroot")
-            .arg(root)
-            .args(["apt-get", "install", "-y", "-q", "--no-install-recommends"])
-            .args(packages)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(std::process::Stdio::null()),
-    );
-    let elapsed = start.elapsed();
-    check(Command::new("umount").arg(root.join("proc")))?;
-    std::fs::remove_file(&policy)?;
-    result.map(|()| elapsed)
 }
 
 fn capture(command: &mut Command) -> Result<String> {

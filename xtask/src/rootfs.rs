@@ -101,6 +101,12 @@ pub fn make_bootable(root: &Path) -> Result<()> {
     if root.join("lib/systemd/systemd").exists() && root.join("usr/bin/dbus-daemon").exists() {
         return Ok(());
     }
+    apt_install(root, &["systemd", "systemd-sysv", "dbus"])
+}
+
+/// `apt-get install --no-install-recommends packages` inside `root`, the way an operator would
+/// by hand: /proc mounted, and package scripts kept from starting services.
+pub fn apt_install(root: &Path, packages: &[&str]) -> Result<()> {
     let policy = root.join("usr/sbin/policy-rc.d");
     std::fs::write(&policy, "#!/bin/sh\nexit 101\n")?;
     check(Command::new("chmod").arg("755").arg(&policy))?;
@@ -113,8 +119,9 @@ pub fn make_bootable(root: &Path) -> Result<()> {
         Command::new("chroot")
             .arg(root)
             .args(["apt-get", "install", "-y", "-q", "--no-install-recommends"])
-            .args(["systemd", "systemd-sysv", "dbus"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::process::Stdio::null()),
     );
     check(Command::new("umount").arg(root.join("proc")))?;
     std::fs::remove_file(&policy)?;

@@ -3,7 +3,7 @@
 //! what configured the relay and an identical re-run leaves it alone.
 
 use anyhow::Result;
-use chatmail_core::{Component, Configure, register};
+use chatmail_core::{AFTER_ALL, Component, Configure, register};
 
 /// The record of the deployed version.
 #[derive(Debug)]
@@ -26,27 +26,9 @@ impl Component for Version {
         "version"
     }
 
-    /// Every other component whose name this crate knows: the record comes last.
+    /// The record comes last, after every other component.
     fn after(&self) -> &'static [&'static str] {
-        &[
-            "acmetool",
-            "base",
-            "chatmaild",
-            "dovecot",
-            "fcgiwrap",
-            "filtermail",
-            "iroh-relay",
-            "journald",
-            "legacy",
-            "mtail",
-            "nginx",
-            "opendkim",
-            "postfix",
-            "tls",
-            "turn",
-            "unbound",
-            "website",
-        ]
+        &[AFTER_ALL]
     }
 
     fn configure(&self, configure: &mut Configure<'_>) -> Result<()> {
