@@ -197,12 +197,15 @@ impl<'t> Engine<'t> {
         diff: Option<String>,
         apply: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
+        // What a change owes is on disk before the change is announced or made.
+        if !self.dry_run {
+            self.pending.add(owed)?;
+        }
         self.report.record(component, &what, self.dry_run);
         if let Some(diff) = diff.filter(|_| self.dry_run || self.verbose) {
             print!("{diff}");
         }
         if !self.dry_run {
-            self.pending.add(owed)?;
             apply()?;
         }
         Ok(())
