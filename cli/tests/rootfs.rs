@@ -13,20 +13,6 @@ const UNDERSCORE: &str = "mail_domain = _chat.example.org\nmtail_address = 127.0
 const IPV4: &str =
     "mail_domain = 10.77.0.2\ndisable_ipv6 = true\nimap_compress = true\nimap_rawlog = true\n";
 
-fn deploy(root: &Root, config: &std::path::Path, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "run",
-        "--phase",
-        "install,configure",
-        "--root",
-        root.str(),
-        "--config",
-    ];
-    args.push(config.to_str().unwrap());
-    args.extend(extra);
-    cmdeploy(&args, &[])
-}
-
 /// The real programs accept what was written.
 fn assert_configs_valid(root: &Root, with_dkim: bool) {
     let postconf = root.chroot(&["postconf"]);
@@ -70,7 +56,7 @@ fn dry_run_on_a_fresh_root_changes_nothing_and_shows_the_plan() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), NORMAL);
     let before = snapshot(&root.path);
-    let run = deploy(&root, &config, &["--dry-run"]);
+    let run = root_deploy(&root, &config, &["--dry-run"]);
     assert!(run.ok);
     assert!(
         run.stdout
@@ -96,7 +82,7 @@ fn normal_domain_deploys_validates_and_reruns_as_a_no_op() {
     let root = installed_root("normal");
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), NORMAL);
-    let first = deploy(&root, &config, &[]);
+    let first = root_deploy(&root, &config, &[]);
     assert!(first.ok);
     assert!(
         first
@@ -125,7 +111,7 @@ fn normal_domain_deploys_validates_and_reruns_as_a_no_op() {
         );
     }
 
-    let again = deploy(&root, &config, &["-v"]);
+    let again = root_deploy(&root, &config, &["-v"]);
     assert!(again.ok);
     assert!(
         again.stdout.contains("nothing to change"),
@@ -149,7 +135,7 @@ fn normal_domain_deploys_validates_and_reruns_as_a_no_op() {
 
     // One setting changes one line of one file.
     let config = config_file(dir.path(), &format!("{NORMAL}max_message_size = 1000000\n"));
-    let changed = deploy(&root, &config, &[]);
+    let changed = root_deploy(&root, &config, &[]);
     assert!(changed.ok);
     assert!(
         changed
@@ -173,7 +159,7 @@ fn underscore_domain_gets_a_self_signed_certificate_made_once() {
     let root = installed_root("underscore");
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), UNDERSCORE);
-    assert!(deploy(&root, &config, &[]).ok);
+    assert!(root_deploy(&root, &config, &[]).ok);
     assert_configs_valid(&root, true);
     let cert = root.read("/etc/ssl/certs/mailserver.pem");
     let text = root.chroot(&[
@@ -195,7 +181,7 @@ fn underscore_domain_gets_a_self_signed_certificate_made_once() {
         text.contains("prime256v1") || text.contains("P-256"),
         "{text}"
     );
-    let rerun = deploy(&root, &config, &[]);
+    let rerun = root_deploy(&root, &config, &[]);
     assert!(rerun.stdout.contains("nothing to change"));
     assert_eq!(
         root.read("/etc/ssl/certs/mailserver.pem"),
@@ -212,7 +198,7 @@ fn ipv4_relay_has_no_dkim_and_bracketed_addresses() {
     let root = installed_root("ipv4");
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), IPV4);
-    let run = deploy(&root, &config, &[]);
+    let run = root_deploy(&root, &config, &[]);
     assert!(run.ok);
     assert!(
         !run.stdout.contains("opendkim:"),
@@ -234,7 +220,7 @@ fn failed_validation_restores_the_previous_files() {
     let root = installed_root("rollback");
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), UNDERSCORE);
-    assert!(deploy(&root, &config, &[]).ok);
+    assert!(root_deploy(&root, &config, &[]).ok);
     let main_cf = root.read("/etc/postfix/main.cf");
     let master_cf = root.read("/etc/postfix/master.cf");
 
@@ -255,7 +241,7 @@ fn failed_validation_restores_the_previous_files() {
         dir.path(),
         &format!("{UNDERSCORE}max_smtp_connections = 500\n"),
     );
-    let run = deploy(
+    let run = root_deploy(
         &root,
         &config,
         &["--templates", overrides.to_str().unwrap()],
@@ -292,7 +278,7 @@ fn a_syntax_error_in_an_override_fails_before_the_target_is_touched() {
     let broken = overrides.join("dovecot/dovecot.conf.j2");
     std::fs::write(&broken, "protocols = imap\n{% if config.disable_ipv6 %\n").unwrap();
     let before = snapshot(&root.path);
-    let run = deploy(
+    let run = root_deploy(
         &root,
         &config,
         &["--templates", overrides.to_str().unwrap()],

@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::path::Path;
 
 use support::*;
 use xtask::host::Host;
@@ -87,22 +86,6 @@ fn root_with_leftovers() -> Root {
     root
 }
 
-fn deploy(root: &Root, config: &Path, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "run",
-        "--phase",
-        "install,configure",
-        "--root",
-        root.str(),
-        "--config",
-        config.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    let run = cmdeploy(&args, &[]);
-    assert!(run.ok, "cmdeploy failed");
-    run
-}
-
 #[test]
 fn leftovers_are_cleaned_unbound_validates_and_a_rerun_changes_nothing() {
     if !slow_tests_enabled() {
@@ -114,7 +97,7 @@ fn leftovers_are_cleaned_unbound_validates_and_a_rerun_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), NORMAL);
 
-    let first = deploy(&root, &config, &[]);
+    let first = root_deploy(&root, &config, &[]);
     for line in [
         "legacy: remove a line from /etc/apt/sources.list",
         "legacy: remove packages unbound-anchor",
@@ -190,7 +173,7 @@ fn leftovers_are_cleaned_unbound_validates_and_a_rerun_changes_nothing() {
     );
 
     // The identical re-run: no change, no command (no validator, no apt, no restart owed).
-    let again = deploy(&root, &config, &["-v"]);
+    let again = root_deploy(&root, &config, &["-v"]);
     assert!(
         again.stdout.contains("nothing to change"),
         "{}",
@@ -200,7 +183,7 @@ fn leftovers_are_cleaned_unbound_validates_and_a_rerun_changes_nothing() {
 
     // IPv6 off: one file changes, unbound-checkconf runs and accepts it; resolv.conf stays.
     let config = config_file(dir.path(), &format!("{NORMAL}disable_ipv6 = true\n"));
-    let ipv4 = deploy(&root, &config, &["-v"]);
+    let ipv4 = root_deploy(&root, &config, &["-v"]);
     assert!(
         ipv4.stdout
             .contains("unbound: update /etc/unbound/unbound.conf.d/chatmail.conf")

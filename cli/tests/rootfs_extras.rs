@@ -13,22 +13,6 @@ use support::*;
 
 const METRICS: &str = "mail_domain = _chat.example.org\nmtail_address = 127.0.0.1\n";
 
-fn deploy(root: &Root, config: &std::path::Path, phases: &str) -> Run {
-    let config = config.to_str().unwrap();
-    cmdeploy(
-        &[
-            "run",
-            "--phase",
-            phases,
-            "--root",
-            root.str(),
-            "--config",
-            config,
-        ],
-        &[],
-    )
-}
-
 fn ok(output: &std::process::Output, what: &str) -> String {
     let text = format!(
         "{}{}",
@@ -47,7 +31,7 @@ fn mtail_turn_and_iroh_relay_deploy_validate_and_rerun_as_no_ops() {
     let root = installed_root("extras");
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), METRICS);
-    let first = deploy(&root, &config, "install,configure");
+    let first = root_deploy(&root, &config, &[]);
     assert!(first.ok);
     assert!(
         first
@@ -99,7 +83,7 @@ fn mtail_turn_and_iroh_relay_deploy_validate_and_rerun_as_no_ops() {
     // iroh-relay: GitHub is out of reach here and no binary is beside cmdeploy, so install
     // says so and goes on; nothing else is left to change.
     assert!(!root.path.join("usr/local/bin/iroh-relay").exists());
-    let again = deploy(&root, &config, "install,configure");
+    let again = root_deploy(&root, &config, &[]);
     assert!(
         again.ok,
         "an offline install without iroh-relay does not fail"

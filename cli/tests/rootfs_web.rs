@@ -17,13 +17,6 @@ const IPV4: &str = "mail_domain = 10.77.0.2\ndisable_ipv6 = true\n";
 const EXTERNAL: &str = "mail_domain = chat.example.org\n\
     tls_external_cert_and_key = /etc/certs/fullchain.pem /etc/certs/key.pem\n";
 
-fn deploy(root: &Root, config: &Path, extra: &[&str]) -> Run {
-    let mut args = vec!["run", "--phase", "install,configure", "--root", root.str()];
-    args.extend(["--config", config.to_str().unwrap()]);
-    args.extend(extra);
-    cmdeploy(&args, &[])
-}
-
 fn nginx_accepts(root: &Root) {
     let test = root.chroot(&["nginx", "-t"]);
     assert!(
@@ -49,7 +42,7 @@ const WWW_DATA: (u32, u32) = (33, 33);
 fn deploy_and_check(root: &Root, body: &str, domain: &str) {
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), body);
-    let first = deploy(root, &config, &[]);
+    let first = root_deploy(root, &config, &[]);
     assert!(first.ok);
     nginx_accepts(root);
     let conf = text(root, "/etc/nginx/nginx.conf");
@@ -64,7 +57,7 @@ fn deploy_and_check(root: &Root, body: &str, domain: &str) {
     assert!(autoconfig.contains("<port>443</port>"), "{autoconfig}");
     assert!(text(root, "/var/www/html/.well-known/mta-sts.txt").contains("mode: enforce"));
 
-    let again = deploy(root, &config, &["-v"]);
+    let again = root_deploy(root, &config, &["-v"]);
     assert!(again.ok);
     assert!(
         again.stdout.contains("nothing to change"),
@@ -145,7 +138,7 @@ fn acme_domain_serves_through_a_stand_in_that_the_acmetool_hook_replaces() {
     );
     nginx_accepts(&root);
     let dir = tempfile::tempdir().unwrap();
-    let rerun = deploy(&root, &config_file(dir.path(), ACME), &[]);
+    let rerun = root_deploy(&root, &config_file(dir.path(), ACME), &[]);
     assert!(
         rerun.stdout.contains("nothing to change"),
         "{}",
@@ -226,7 +219,7 @@ fn a_custom_www_folder_is_deployed_as_it_is_and_a_missing_one_stops_the_run() {
     std::fs::write(www.join("img/logo.png"), [0x89, b'P', b'N', b'G', 0, 1]).unwrap();
     std::fs::write(www.join("old.html"), "old\n").unwrap();
     let config = config_file(dir.path(), &format!("{UNDERSCORE}www_folder = www\n"));
-    assert!(deploy(&root, &config, &[]).ok);
+    assert!(root_deploy(&root, &config, &[]).ok);
     assert_eq!(
         text(&root, "/var/www/html/index.html"),
         "<h1>my relay</h1>\n"
@@ -241,7 +234,7 @@ fn a_custom_www_folder_is_deployed_as_it_is_and_a_missing_one_stops_the_run() {
 
     // A file removed from the folder stays on the relay, as with upstream's rsync.
     std::fs::remove_file(www.join("old.html")).unwrap();
-    let again = deploy(&root, &config, &[]);
+    let again = root_deploy(&root, &config, &[]);
     assert!(
         again.stdout.contains("nothing to change"),
         "{}",
@@ -254,7 +247,7 @@ fn a_custom_www_folder_is_deployed_as_it_is_and_a_missing_one_stops_the_run() {
         &format!("{UNDERSCORE}www_folder = /nonexistent/www\n"),
     );
     let before = snapshot(&root.path);
-    let run = deploy(&root, &missing, &[]);
+    let run = root_deploy(&root, &missing, &[]);
     assert!(!run.ok);
     assert!(
         run.stderr
@@ -268,7 +261,7 @@ fn a_custom_www_folder_is_deployed_as_it_is_and_a_missing_one_stops_the_run() {
     );
 
     let disabled = config_file(dir.path(), &format!("{UNDERSCORE}www_folder = disabled\n"));
-    let run = deploy(&root, &disabled, &[]);
+    let run = root_deploy(&root, &disabled, &[]);
     assert!(run.ok);
     assert!(
         run.stderr

@@ -273,6 +273,15 @@ pub fn host_deploy(host: &xtask::host::Host, extra: &[&str]) -> String {
     text
 }
 
+/// `cmdeploy run --phase install,configure` into a rootfs copy with `config`, plus `extra`
+/// arguments.
+pub fn root_deploy(root: &Root, config: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["run", "--phase", "install,configure", "--root", root.str()];
+    args.extend(["--config", config.to_str().unwrap()]);
+    args.extend(extra);
+    cmdeploy(&args, &[])
+}
+
 /// Writes a chatmail.ini with `body` under `[params]` and returns its path.
 pub fn config_file(dir: &Path, body: &str) -> PathBuf {
     let path = dir.join("chatmail.ini");
