@@ -167,11 +167,6 @@ impl Registry {
         self.ordered.iter().map(|c| c.name()).collect()
     }
 
-    /// Components in order.
-    pub fn components(&self) -> &[&'static dyn Component] {
-        &self.ordered
-    }
-
     /// Looks a component up by name.
     pub fn get(&self, name: &str) -> Option<&'static dyn Component> {
         self.ordered.iter().copied().find(|c| c.name() == name)

@@ -1,6 +1,6 @@
 //! `cmdeploy list`: the components in run order with what each declares.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use chatmail_core::engine;
@@ -9,6 +9,9 @@ use chatmail_core::{Facts, Registry, Target, Templates};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Directory of template overrides (as for `run`); the ones in effect are listed.
+    #[arg(long, env = "CMDEPLOY_TEMPLATES", value_name = "DIR")]
+    templates: Option<PathBuf>,
     /// Print only the Debian packages the install phase wants, one per line.
     #[arg(long)]
     packages: bool,
@@ -25,7 +28,7 @@ pub fn run(config_path: &Path, args: &Args) -> Result<()> {
         &Target::new(Path::new("/"), false)?,
         crate::binaries_dir(None)?,
     );
-    let templates = Templates::new(&components, None)?;
+    let templates = Templates::new(&components, args.templates.as_deref())?;
     let plans = engine::plan(&components, config.as_ref().ok(), &facts, &templates)?;
     if args.packages {
         let mut seen = Vec::new();
@@ -49,6 +52,9 @@ pub fn run(config_path: &Path, args: &Args) -> Result<()> {
     }
     if let Err(err) = &config {
         println!("(no configure or activate details: {err:#})\n");
+    }
+    for (name, path) in templates.overridden() {
+        println!("template {name} is overridden by {}", path.display());
     }
     for (component, planned) in components.iter().zip(&plans) {
         let state = match (&config, &planned.configure) {

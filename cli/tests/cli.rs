@@ -159,6 +159,25 @@ fn list_shows_components_in_order_with_what_they_declare() {
         run.stdout
             .contains("  service:  postfix.service (running)\n")
     );
+    let overrides = dir.path().join("templates");
+    std::fs::create_dir_all(overrides.join("postfix")).unwrap();
+    std::fs::write(overrides.join("postfix/main.cf.j2"), "# mine\n").unwrap();
+    let listed = cmdeploy(
+        &[
+            "list",
+            "--config",
+            path.to_str().unwrap(),
+            "--templates",
+            overrides.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(listed.ok);
+    let expected = format!(
+        "template postfix/main.cf.j2 is overridden by {}\n",
+        overrides.join("postfix/main.cf.j2").display()
+    );
+    assert!(listed.stdout.starts_with(&expected), "{}", listed.stdout);
     let packages = cmdeploy(&["list", "--packages", "--config", "/nonexistent"], &[]);
     assert!(packages.ok);
     assert!(packages.stdout.lines().any(|l| l == "dovecot-imapd"));

@@ -9,7 +9,6 @@
 
 mod support;
 
-
 use support::*;
 use xtask::host::Host;
 
