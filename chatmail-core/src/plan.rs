@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::facts::Facts;
+use crate::target::argv as owned;
 use crate::template::Templates;
 
 /// Who owns a file or directory, by name (resolved on the target).
@@ -196,6 +197,36 @@ pub struct Service {
     pub enabled: bool,
     /// Masked: it cannot be started at all (e.g. systemd-resolved, which would take port 53).
     pub masked: bool,
+    /// How the daemon runs as a container's only process; `None` for units that have no
+    /// container counterpart (host-only plumbing such as journald or path watchers).
+    pub container: Option<Foreground>,
+}
+
+/// A daemon run in the foreground as a container's main process, logging to stdout or stderr.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Foreground {
+    /// The command the container execs after configure.
+    pub argv: Vec<String>,
+    /// A command that exits 0 while the daemon is healthy (the compose health check).
+    pub health: Option<Vec<String>>,
+}
+
+/// Where a container volume lives and what it is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum VolumeKind {
+    /// Data that must outlive every container (mailboxes, keys, certificates, the mail queue).
+    State,
+    /// Unix sockets and other runtime files that daemons in different containers share.
+    Runtime,
+}
+
+/// A directory that containers share as a volume instead of keeping it in their own layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Volume {
+    pub path: PathBuf,
+    pub kind: VolumeKind,
+    /// Why it is shared, shown in the generated compose file.
+    pub why: String,
 }
 
 impl Service {
@@ -206,6 +237,7 @@ impl Service {
             running: true,
             enabled: true,
             masked: false,
+            container: None,
         }
     }
 
@@ -229,6 +261,30 @@ impl Service {
     /// Running now, but enabled at boot only if `enabled`.
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.enabled = enabled;
+        self
+    }
+
+    /// In a container, the daemon runs as `argv` in the foreground.
+    pub fn foreground(mut self, argv: &[&str]) -> Self {
+        self.container = Some(Foreground {
+            argv: owned(argv),
+            health: None,
+        });
+        self
+    }
+
+    /// In a container, `argv` exits 0 while the daemon is healthy; needs
+    /// [`foreground`](Self::foreground) first.
+    ///
+    /// # Panics
+    /// When no foreground command was declared: a health check without a container to run it
+    /// is a programming error of the component.
+    pub fn health(mut self, argv: &[&str]) -> Self {
+        let foreground = self
+            .container
+            .as_mut()
+            .expect("Service::health needs Service::foreground first");
+        foreground.health = Some(owned(argv));
         self
     }
 }
@@ -305,6 +361,8 @@ pub struct ActivatePlan {
     pub ports: Vec<Port>,
     /// Run in order after the services; the first failure skips the rest.
     pub attempts: Vec<Attempt>,
+    /// Directories shared between containers (ignored on a systemd host).
+    pub volumes: Vec<Volume>,
 }
 
 /// The install phase's context: facts about the target and the component's templates, but no
@@ -529,14 +587,14 @@ impl<'a> Configure<'a> {
     pub fn on_change(&mut self, path: &str, argv: &[&str]) {
         self.plan.on_change.push(OnChange {
             path: path.into(),
-            argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+            argv: owned(argv),
         });
     }
 
     /// Checks the component's configuration with the real program after its files changed.
     pub fn validate(&mut self, argv: &[&str], strict_stderr: bool) {
         self.plan.validators.push(Validator {
-            argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+            argv: owned(argv),
             strict_stderr,
         });
     }
@@ -582,7 +640,26 @@ impl<'a> Activate<'a> {
     pub fn port(&mut self, port: u16, allowed: &[&str]) {
         self.plan.ports.push(Port {
             port,
-            allowed: allowed.iter().map(|a| (*a).to_owned()).collect(),
+            allowed: owned(allowed),
+        });
+    }
+
+    /// Declares `path` as data that outlives containers (a named volume in compose).
+    pub fn state(&mut self, path: impl AsRef<Path>, why: &str) {
+        self.volume(path.as_ref(), VolumeKind::State, why);
+    }
+
+    /// Declares `path` as a runtime directory (Unix sockets) that daemons in different
+    /// containers share.
+    pub fn runtime(&mut self, path: impl AsRef<Path>, why: &str) {
+        self.volume(path.as_ref(), VolumeKind::Runtime, why);
+    }
+
+    fn volume(&mut self, path: &Path, kind: VolumeKind, why: &str) {
+        self.plan.volumes.push(Volume {
+            path: path.to_owned(),
+            kind,
+            why: why.to_owned(),
         });
     }
 
@@ -590,7 +667,7 @@ impl<'a> Activate<'a> {
     /// target; a failure prints `hint` as a warning instead of failing the run.
     pub fn attempt(&mut self, argv: &[&str], while_exists: &str, hint: &str) {
         self.plan.attempts.push(Attempt {
-            argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+            argv: owned(argv),
             while_exists: while_exists.into(),
             hint: hint.to_owned(),
         });
@@ -602,5 +679,31 @@ fn push(files: &mut Vec<File>, file: File) -> FileRef<'_> {
     files.push(file);
     FileRef {
         file: &mut files[index],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_carries_its_container_command_and_health_check() {
+        let service = Service::running("postfix.service")
+            .foreground(&["postfix", "start-fg"])
+            .health(&["postfix", "status"]);
+        assert_eq!(
+            service.container,
+            Some(Foreground {
+                argv: owned(&["postfix", "start-fg"]),
+                health: Some(owned(&["postfix", "status"])),
+            })
+        );
+        assert_eq!(Service::running("postfix.service").container, None);
+    }
+
+    #[test]
+    #[should_panic(expected = "needs Service::foreground first")]
+    fn a_health_check_needs_a_foreground_command() {
+        let _ = Service::running("postfix.service").health(&["postfix", "status"]);
     }
 }
