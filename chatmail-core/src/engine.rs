@@ -143,8 +143,11 @@ impl<'t> Engine<'t> {
         if phases.configure {
             self.check_required(plans)?;
         }
-        if phases.activate && self.facts.systemd && !self.facts.container {
-            check_ports(plans)?;
+        if phases.activate && self.facts.systemd {
+            check_addresses(plans)?;
+            if !self.facts.container {
+                check_ports(plans)?;
+            }
         }
         self.watchers.clear();
         for planned in plans {
@@ -740,6 +743,23 @@ fn check_ports(plans: &[Planned]) -> Result<()> {
                     port.port,
                     planned.component,
                     port.allowed.join(" or ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fails when a daemon is to bind an address that is not one of this host's: binding it (on
+/// a free port) is the kernel's own answer.
+fn check_addresses(plans: &[Planned]) -> Result<()> {
+    for planned in plans {
+        for local in planned.activate.iter().flat_map(|a| &a.addresses) {
+            if let Err(err) = std::net::TcpListener::bind((local.address, 0)) {
+                bail!(
+                    "{} = {} is not an address of this host ({err}); is its interface (a VPN?) up?",
+                    local.setting,
+                    local.address
                 );
             }
         }

@@ -4,6 +4,7 @@
 //! configuration, so nothing installed can depend on a deployment setting. [`Configure`] and
 //! [`Activate`] see the settings.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -297,6 +298,14 @@ pub struct Port {
     pub allowed: Vec<String>,
 }
 
+/// An address a daemon binds to, named by the setting that chose it; a run fails early when
+/// the address does not belong to the host (a VPN interface that is down, a typo).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocalAddress {
+    pub address: IpAddr,
+    pub setting: String,
+}
+
 /// A best-effort command run at the end of a component's activation while `while_exists`
 /// exists on the target (e.g. asking Let's Encrypt for a certificate while the stand-in is in
 /// use). A failure is reported as a warning with `hint` and does not fail the run.
@@ -359,6 +368,7 @@ pub struct ConfigurePlan {
 pub struct ActivatePlan {
     pub services: Vec<Service>,
     pub ports: Vec<Port>,
+    pub addresses: Vec<LocalAddress>,
     /// Run in order after the services; the first failure skips the rest.
     pub attempts: Vec<Attempt>,
     /// Directories shared between containers (ignored on a systemd host).
@@ -641,6 +651,15 @@ impl<'a> Activate<'a> {
         self.plan.ports.push(Port {
             port,
             allowed: owned(allowed),
+        });
+    }
+
+    /// Declares that a daemon binds to `address`, chosen by `setting`, which must therefore be
+    /// an address of this host.
+    pub fn local_address(&mut self, setting: &str, address: IpAddr) {
+        self.plan.addresses.push(LocalAddress {
+            address,
+            setting: setting.to_owned(),
         });
     }
 

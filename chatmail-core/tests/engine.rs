@@ -1,6 +1,6 @@
 //! The engine on a directory target: files, directories, downloads (from a real HTTP server on
 //! 127.0.0.1), line and package removals, dry runs, pending restarts, watched files, attempts,
-//! and the pre-flight port check against this machine's real listeners.
+//! and the pre-flight checks against this machine's real listeners and addresses.
 
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chatmail_core::engine::{Engine, Phases, Planned};
 use chatmail_core::plan::{
     ActivatePlan, Attempt, ConfigurePlan, Download, DownloadSource, File, InstallPlan, LineRemoval,
-    Owner, PackageRemoval, Port, Restarts,
+    LocalAddress, Owner, PackageRemoval, Port, Restarts,
 };
 use chatmail_core::{Facts, Target};
 
@@ -616,4 +616,51 @@ fn a_foreign_listener_on_a_declared_port_fails_the_run_before_anything_changes()
         "an allowed holder passes (and the files are already in place)"
     );
     drop(listener);
+}
+
+#[test]
+fn an_address_this_host_does_not_have_fails_the_run_before_anything_changes() {
+    let host = Facts {
+        systemd: true,
+        ..facts()
+    };
+    let plan_binding = |address: &str| {
+        let mut plans = config_plan("listen = 1\n");
+        if let Some(configure) = &mut plans[0].configure {
+            configure.files.truncate(1);
+        }
+        plans[0].activate = Some(ActivatePlan {
+            addresses: vec![LocalAddress {
+                address: address.parse().unwrap(),
+                setting: "mtail_address".into(),
+            }],
+            ..ActivatePlan::default()
+        });
+        plans
+    };
+    let dir = target_dir();
+    let conf = dir.path().join("etc/relay/relay.conf");
+
+    // TEST-NET-1 (RFC 5737) is never assigned to a real interface.
+    let err = run_with(
+        dir.path(),
+        &plan_binding("192.0.2.1"),
+        Phases::ALL,
+        false,
+        &host,
+    )
+    .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.starts_with("mtail_address = 192.0.2.1 is not an address of this host ("),
+        "{err}"
+    );
+    assert!(err.ends_with("is its interface (a VPN?) up?"), "{err}");
+    assert!(!conf.exists(), "nothing changed before the check");
+
+    let local = plan_binding("127.0.0.1");
+    assert_eq!(
+        run_with(dir.path(), &local, Phases::ALL, false, &host).unwrap(),
+        1
+    );
 }

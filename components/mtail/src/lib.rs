@@ -61,9 +61,13 @@ impl Component for Mtail {
     }
 
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
-        if activate.config.mtail_address.is_some() {
+        if let Some(address) = &activate.config.mtail_address {
             activate.service(Service::running(UNIT));
             activate.port(3903, &["mtail"]);
+            // `localhost` is always there; an IP address must belong to this host.
+            if let Ok(ip) = address.parse() {
+                activate.local_address("mtail_address", ip);
+            }
         } else {
             activate.service(Service::stopped(UNIT));
         }
