@@ -1,7 +1,8 @@
 //! The relay end to end on booted Debian 12 hosts (systemd-nspawn, each in its own network
 //! namespace): `cmdeploy run` inside the host as an operator would, every declared service
 //! active, exact re-runs, restarts only for what changed, split phases, `--only`, a killed
-//! run that converges, and two real Delta Chat accounts exchanging encrypted messages.
+//! run that converges, every written unit verified by systemd, the TURN server up and
+//! iroh-relay off, and two real Delta Chat accounts exchanging encrypted messages.
 //! Slow: needs root, systemd-nspawn, the Delta Chat client (`scripts/setup-debian`) and
 //! CHATMAIL_SLOW_TESTS=1.
 
@@ -28,6 +29,63 @@ fn declared_running_units(host: &Host) -> Vec<String> {
         .filter_map(|rest| rest.trim().strip_suffix(" (running)"))
         .map(str::to_owned)
         .collect()
+}
+
+/// Every unit file the deploy writes (as `cmdeploy list` names them) passes
+/// `systemd-analyze verify` on the host itself. iroh-relay's is left out: offline test hosts
+/// have no iroh-relay binary, so rootfs_extras verifies it with a stand-in.
+fn assert_units_verify(host: &Host) {
+    let cmdeploy = format!("{BUNDLE}/cmdeploy");
+    let list = host
+        .exec_ok(&[&cmdeploy, "list", "--config", HOST_CONFIG])
+        .unwrap();
+    let units: Vec<&str> = list
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("file:"))
+        .map(str::trim)
+        .filter(|path| path.starts_with("/etc/systemd/system/"))
+        .filter(|path| {
+            [".service", ".timer", ".socket", ".path"]
+                .iter()
+                .any(|kind| path.ends_with(kind))
+        })
+        .filter(|path| !path.ends_with("/iroh-relay.service"))
+        .collect();
+    assert!(units.len() > 10, "{units:?}");
+    let mut verify = vec!["systemd-analyze", "verify", "--man=no"];
+    verify.extend(&units);
+    let output = host.exec(&verify).unwrap();
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "systemd-analyze verify {units:?}:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The TURN server answers on UDP 3478 and iroh-relay, announced elsewhere in test hosts
+/// (`iroh_relay =`), is stopped and disabled.
+fn assert_turn_runs_and_iroh_relay_is_off(host: &Host) {
+    let udp = host
+        .exec_ok(&["cat", "/proc/net/udp", "/proc/net/udp6"])
+        .unwrap();
+    assert!(
+        udp.lines().any(|line| line
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|local| local.ends_with(":0D96"))),
+        "nothing listens on UDP 3478:\n{udp}"
+    );
+    for (query, expected) in [("is-active", "inactive"), ("is-enabled", "disabled")] {
+        let state = host
+            .exec(&["systemctl", query, "iroh-relay.service"])
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&state.stdout).trim(),
+            expected,
+            "iroh-relay {query}"
+        );
+    }
 }
 
 /// When each unit last became active: a restart changes it.
@@ -127,6 +185,9 @@ fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
         );
     }
     assert_all_active(&host, &units);
+    assert!(units.iter().any(|u| u == "turnserver.service"), "{units:?}");
+    assert_turn_runs_and_iroh_relay_is_off(&host);
+    assert_units_verify(&host);
     let keys = [
         "/etc/dkimkeys/opendkim.private",
         "/etc/ssl/private/mailserver.key",
