@@ -36,6 +36,16 @@ impl Facts {
     }
 }
 
+/// The running kernel's value of a numeric sysctl such as `fs.inotify.max_user_watches`;
+/// 0 when the key is missing or unreadable (container runtimes may hide it).
+pub fn kernel_setting(key: &str) -> u64 {
+    let path = std::path::Path::new("/proc/sys").join(key.replace('.', "/"));
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Debian's architecture name for a kernel architecture name.
 pub fn deb_arch(arch: &str) -> &str {
     match arch {
@@ -57,4 +67,15 @@ fn in_container() -> bool {
     environ
         .split(|b| *b == 0)
         .any(|var| var.starts_with(b"container="))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_kernel_settings_and_takes_missing_ones_as_zero() {
+        assert!(kernel_setting("kernel.pid_max") > 0);
+        assert_eq!(kernel_setting("fs.no_such_setting"), 0);
+    }
 }

@@ -31,7 +31,7 @@ mod template;
 
 pub use chatmail_config as config;
 pub use component::{AFTER_ALL, Component, Registration, Registry};
-pub use facts::{Facts, deb_arch};
+pub use facts::{Facts, deb_arch, kernel_setting};
 pub use plan::{Activate, Configure, Install};
 pub use report::Report;
 pub use state::{PENDING_PATH, RunLock};

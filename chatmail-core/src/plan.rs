@@ -433,7 +433,7 @@ impl FileRef<'_> {
 
     /// Restart exactly these units when the file changes (instead of all the component's).
     pub fn restarts(self, units: &[&str]) -> Self {
-        self.file.restarts = Restarts::Units(units.iter().map(|u| (*u).to_owned()).collect());
+        self.file.restarts = Restarts::Units(owned(units));
         self
     }
 }

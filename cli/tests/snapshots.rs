@@ -52,7 +52,8 @@ fn rendered(body: &str) -> BTreeMap<PathBuf, Vec<u8>> {
     let facts = Facts {
         arch: "x86_64".into(),
         deb_arch: "amd64".into(),
-        systemd: true,
+        // A directory target, like an image build: no running kernel of its own to tune.
+        systemd: false,
         container: false,
         binaries: "/nonexistent".into(),
     };

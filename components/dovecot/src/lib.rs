@@ -45,6 +45,10 @@ impl Component for Dovecot {
             "/etc/systemd/system/dovecot.service.d/10_restart.conf",
             "10_restart.conf",
         )?;
+        install.template(
+            "/etc/systemd/system/dovecot.service.d/20_timezone.conf",
+            "20_timezone.conf",
+        )?;
         Ok(())
     }
 
@@ -54,6 +58,7 @@ impl Component for Dovecot {
         };
         configure.template("/etc/dovecot/dovecot.conf", "dovecot.conf.j2", vars)?;
         configure.validate(&["doveconf", "-n"], false);
+        inotify_limits(configure);
         Ok(())
     }
 
@@ -66,6 +71,43 @@ impl Component for Dovecot {
             activate.port(3904, &["dovecot", "stats"]);
         }
         Ok(())
+    }
+}
+
+/// Every IMAP IDLE connection watches its mailbox with inotify: the kernel's limits must allow
+/// tens of thousands of them.
+const INOTIFY_LIMITS: [&str; 2] = [
+    "fs.inotify.max_user_instances",
+    "fs.inotify.max_user_watches",
+];
+const INOTIFY_WANTED: u64 = 65535;
+const INOTIFY_SYSCTL: &str = "/etc/sysctl.d/90-chatmail-inotify.conf";
+
+/// Raises the inotify limits of a host that has lower ones (never lowers a higher one), now
+/// and at boot; in a container, whose kernel belongs to the host, says what to raise there.
+/// A directory target has no kernel of its own yet: nothing to do.
+fn inotify_limits(configure: &mut Configure<'_>) {
+    let low: Vec<(&str, u64)> = INOTIFY_LIMITS
+        .iter()
+        .map(|key| (*key, chatmail_core::kernel_setting(key)))
+        .filter(|(_, value)| *value <= INOTIFY_WANTED)
+        .collect();
+    if configure.facts.container {
+        for (key, value) in low.iter().filter(|(_, value)| *value < INOTIFY_WANTED) {
+            configure.warn(&format!(
+                "{key} is {value} on this container's host; Dovecot needs more than {} for \
+                 many IMAP clients: raise it on the host (sysctl {key}={INOTIFY_WANTED})",
+                INOTIFY_WANTED - 1
+            ));
+        }
+    } else if configure.facts.systemd && !low.is_empty() {
+        let lines: String = low
+            .iter()
+            .map(|(key, _)| format!("{key} = {INOTIFY_WANTED}\n"))
+            .collect();
+        let text = format!("# Raised for Dovecot's IMAP IDLE watches (cmdeploy).\n{lines}");
+        configure.file(INOTIFY_SYSCTL, text).restarts(&[]);
+        configure.on_change(INOTIFY_SYSCTL, &["sysctl", "--load", INOTIFY_SYSCTL]);
     }
 }
 
