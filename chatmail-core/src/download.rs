@@ -36,14 +36,14 @@ pub fn fetch(download: &Download) -> Result<Vec<u8>> {
     };
     let content = match &download.extract {
         Some(member) => extract(&raw, member)
-            .with_context(|| format!("extracting {member} from {}", describe(&download.source)))?,
+            .with_context(|| format!("extracting {member} from {}", download.source))?,
         None => raw,
     };
     let actual = sha256_hex(&content);
     if actual != download.sha256.to_ascii_lowercase() {
         bail!(
             "sha256 mismatch for {}: expected {}, got {actual}; {} left unchanged",
-            describe(&download.source),
+            download.source,
             download.sha256,
             download.dest.display()
         );
@@ -61,14 +61,6 @@ pub fn install(dest: &Path, download: &Download, content: &[u8], owner: Meta) ->
             ..owner
         },
     )
-}
-
-/// Where a download comes from, for messages.
-pub fn describe(source: &DownloadSource) -> String {
-    match source {
-        DownloadSource::Url(url) => url.clone(),
-        DownloadSource::Local(path) | DownloadSource::Bundled(path) => path.display().to_string(),
-    }
 }
 
 fn read_bundled(path: &Path) -> Result<Vec<u8>> {

@@ -9,17 +9,30 @@ use anyhow::{Context, Result};
 
 use crate::target::{Target, argv};
 
+/// What dpkg records of one package on the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    /// `installed`, `config-files`, `half-configured`, ...
+    pub state: String,
+    pub version: String,
+}
+
 /// Names of the packages dpkg lists as fully installed on the target.
 pub fn installed(target: &Target) -> Result<BTreeSet<String>> {
-    Ok(states(target)?
+    Ok(installed_versions(target)?.into_keys().collect())
+}
+
+/// The fully installed packages of the target, with their versions.
+pub fn installed_versions(target: &Target) -> Result<BTreeMap<String, String>> {
+    Ok(packages(target)?
         .into_iter()
-        .filter(|(_, state)| state == "installed")
-        .map(|(name, _)| name)
+        .filter(|(_, package)| package.state == "installed")
+        .map(|(name, package)| (name, package.version))
         .collect())
 }
 
-/// Every package dpkg knows on the target, with its state (`installed`, `config-files`, ...).
-pub fn states(target: &Target) -> Result<BTreeMap<String, String>> {
+/// Every package dpkg knows on the target, with its state and version.
+pub fn packages(target: &Target) -> Result<BTreeMap<String, Package>> {
     let path = target.path("/var/lib/dpkg/status");
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -29,26 +42,33 @@ pub fn states(target: &Target) -> Result<BTreeMap<String, String>> {
     Ok(parse_status(&text))
 }
 
-fn parse_status(text: &str) -> BTreeMap<String, String> {
-    let mut states = BTreeMap::new();
+fn parse_status(text: &str) -> BTreeMap<String, Package> {
+    let mut packages = BTreeMap::new();
     for stanza in text.split("\n\n") {
         let mut name = None;
         let mut state = None;
+        let mut version = "";
         for line in stanza.lines() {
             if let Some(value) = line.strip_prefix("Package: ") {
                 name = Some(value.trim());
             } else if let Some(value) = line.strip_prefix("Status: ") {
                 // want flag state, e.g. `install ok installed`, `deinstall ok config-files`
                 state = value.split_whitespace().nth(2);
+            } else if let Some(value) = line.strip_prefix("Version: ") {
+                version = value.trim();
             }
         }
         if let (Some(name), Some(state)) = (name, state)
             && state != "not-installed"
         {
-            states.insert(name.to_owned(), state.to_owned());
+            let package = Package {
+                state: state.to_owned(),
+                version: version.to_owned(),
+            };
+            packages.insert(name.to_owned(), package);
         }
     }
-    states
+    packages
 }
 
 /// `/usr/sbin/policy-rc.d` answering 101 ("action forbidden") while it exists, so that
@@ -92,7 +112,8 @@ fn write_executable(path: &Path, content: &[u8]) -> Result<()> {
 
 const APT_ENV: &[(&str, &str)] = &[("DEBIAN_FRONTEND", "noninteractive")];
 
-/// Installs `packages` in one `apt-get install`, refreshing the package lists first when
+/// Installs `packages` (names, or paths of `.deb` files on the target) in one
+/// `apt-get install`, refreshing the package lists first when
 /// they are missing or older than a day.
 pub fn install(target: &Target, packages: &[String]) -> Result<()> {
     let _guard = NoStartGuard::new(target)?;
@@ -150,14 +171,19 @@ mod tests {
                       Package: nginx\nStatus: deinstall ok config-files\n\n\
                       Package: rspamd\nStatus: purge ok not-installed\n\n\
                       Package: dovecot-core\nArchitecture: amd64\nStatus: install ok installed\n";
-        let states: Vec<_> = parse_status(status).into_iter().collect();
+        let packages: Vec<_> = parse_status(status)
+            .into_iter()
+            .map(|(name, package)| (name, package.state, package.version))
+            .collect();
+        let owned = |(a, b, c): (&str, &str, &str)| (a.to_owned(), b.to_owned(), c.to_owned());
         assert_eq!(
-            states,
+            packages,
             [
-                ("dovecot-core".to_owned(), "installed".to_owned()),
-                ("nginx".to_owned(), "config-files".to_owned()),
-                ("postfix".to_owned(), "installed".to_owned()),
+                ("dovecot-core", "installed", ""),
+                ("nginx", "config-files", ""),
+                ("postfix", "installed", "3.7"),
             ]
+            .map(owned)
         );
     }
 }

@@ -12,8 +12,8 @@ use crate::config::Config;
 use crate::facts::Facts;
 use crate::files::{self, Backup, Existing, Meta};
 use crate::plan::{
-    Activate, ActivatePlan, Attempt, Configure, ConfigurePlan, Dir, Install, InstallPlan,
-    LineRemoval, Owner, Restarts,
+    Activate, ActivatePlan, Attempt, Configure, ConfigurePlan, Deb, Dir, Download, Install,
+    InstallPlan, LineRemoval, Owner, Restarts,
 };
 use crate::report::Report;
 use crate::state::{Owed, Pending};
@@ -266,13 +266,13 @@ impl<'t> Engine<'t> {
                 }
             }
         }
-        let states = dpkg::states(self.target)?;
+        let states = dpkg::packages(self.target)?;
         for purge in [false, true] {
             let (batch, wanting) = package_batch(plans, |plan| {
                 plan.remove_packages
                     .iter()
                     .filter(|r| r.purge == purge)
-                    .filter(|r| match states.get(&r.name).map(String::as_str) {
+                    .filter(|r| match states.get(&r.name).map(|p| p.state.as_str()) {
                         None => false,
                         Some("config-files") => purge,
                         Some(_) => true,
@@ -344,40 +344,84 @@ impl<'t> Engine<'t> {
             self.dir(name, dir, &owed())?;
         }
         for download in &plan.downloads {
-            let dest = self.target.path(&download.dest);
-            if download::needed(&dest, download)? {
-                let what = format!(
-                    "download {} to {}",
-                    download::describe(&download.source),
-                    download.dest.display()
-                );
-                let meta = self.meta(&Owner::root(), download.mode)?;
-                // Fetched before anything is recorded: an optional download that cannot be
-                // had is a notice, not a change.
-                let content = match self.dry_run {
-                    true => Vec::new(),
-                    false => match download::fetch(download) {
-                        Ok(content) => content,
-                        Err(err) if download.optional => {
-                            println!(
-                                "{name}: notice: {} not installed, going on without it: {err:#}",
-                                download.dest.display()
-                            );
-                            continue;
-                        }
-                        Err(err) => return Err(err),
-                    },
-                };
-                self.change(name, owed(), what, None, || {
-                    download::install(&dest, download, &content, meta)
-                })?;
-            }
+            self.download(name, download, owed())?;
         }
+        self.debs(name, &plan.debs, owed())?;
         for file in &plan.files {
             self.file(name, file, owed())?;
         }
         for path in &plan.removals {
             self.removal(name, path, owed())?;
+        }
+        Ok(())
+    }
+
+    /// Fetches `download` unless the target already has it, verified by its checksum.
+    fn download(&mut self, name: &str, download: &Download, owed: Vec<Owed>) -> Result<()> {
+        let dest = self.target.path(&download.dest);
+        if !download::needed(&dest, download)? {
+            return Ok(());
+        }
+        let what = format!(
+            "download {} to {}",
+            download.source,
+            download.dest.display()
+        );
+        let meta = self.meta(&Owner::root(), download.mode)?;
+        // Fetched before anything is recorded: an optional download that cannot be had is a
+        // notice, not a change.
+        let content = match self.dry_run {
+            true => Vec::new(),
+            false => match download::fetch(download) {
+                Ok(content) => content,
+                Err(err) if download.optional => {
+                    println!(
+                        "{name}: notice: {} not installed, going on without it: {err:#}",
+                        download.dest.display()
+                    );
+                    return Ok(());
+                }
+                Err(err) => return Err(err),
+            },
+        };
+        self.change(name, owed, what, None, || {
+            download::install(&dest, download, &content, meta)
+        })
+    }
+
+    /// Installs the pinned `.deb` files whose package is not at their version, in one apt run
+    /// that also brings in their dependencies.
+    fn debs(&mut self, name: &str, debs: &[Deb], owed: Vec<Owed>) -> Result<()> {
+        let versions = dpkg::installed_versions(self.target)?;
+        let stale: Vec<&Deb> = debs
+            .iter()
+            .filter(|deb| versions.get(&deb.package) != Some(&deb.version))
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        for deb in &stale {
+            self.download(name, &deb.file, owed.clone())?;
+        }
+        let files: Vec<String> = stale
+            .iter()
+            .map(|deb| deb.file.dest.display().to_string())
+            .collect();
+        let what = stale
+            .iter()
+            .map(|deb| format!("{} {}", deb.package, deb.version))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let target = self.target;
+        self.change(
+            name,
+            owed,
+            format!("install {what} from .deb files"),
+            None,
+            || dpkg::install(target, &files),
+        )?;
+        if !self.dry_run {
+            self.accounts = Accounts::read(self.target)?;
         }
         Ok(())
     }

@@ -119,6 +119,18 @@ pub enum DownloadSource {
     Bundled(PathBuf),
 }
 
+/// Where a download comes from, for messages: the URL or the path.
+impl std::fmt::Display for DownloadSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownloadSource::Url(url) => f.write_str(url),
+            DownloadSource::Local(path) | DownloadSource::Bundled(path) => {
+                write!(f, "{}", path.display())
+            }
+        }
+    }
+}
+
 impl Download {
     /// A pinned release for the target's architecture, from `(arch, url, sha256)` rows, or from
     /// `local` instead of the URL when given (same checksum).
@@ -155,6 +167,17 @@ impl Download {
         self.optional = true;
         self
     }
+}
+
+/// A Debian package installed from a pinned `.deb` file instead of the archive (a patched
+/// build), whenever the installed version is not `version`; apt brings its dependencies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deb {
+    pub package: String,
+    /// The version the file carries, as dpkg reports it (with epoch, e.g. `1:2.3.21+dfsg1-3`).
+    pub version: String,
+    /// Where the file comes from and where it is kept on the target.
+    pub file: Download,
 }
 
 /// A command that creates files once (keys, certificates) and never runs while they exist.
@@ -344,6 +367,7 @@ pub struct InstallPlan {
     pub dirs: Vec<Dir>,
     pub files: Vec<File>,
     pub downloads: Vec<Download>,
+    pub debs: Vec<Deb>,
     pub removals: Vec<PathBuf>,
 }
 
@@ -508,6 +532,16 @@ impl<'a> Install<'a> {
     }
 
     /// Installs the relay's own program `name` (shipped beside cmdeploy) at `dest`.
+    /// Installs `package` at `version` from the `.deb` that `file` fetches (kept on the target
+    /// at `file.dest`) whenever the target has another version or none.
+    pub fn deb(&mut self, package: &str, version: &str, file: Download) {
+        self.plan.debs.push(Deb {
+            package: package.to_owned(),
+            version: version.to_owned(),
+            file,
+        });
+    }
+
     pub fn bundled_binary(&mut self, name: &str, dest: &str) {
         self.plan.downloads.push(Download {
             dest: dest.into(),

@@ -123,14 +123,20 @@ pub fn argv(args: &[&str]) -> Vec<String> {
 #[derive(Debug)]
 pub struct ProcMount {
     mounted: Option<PathBuf>,
+    /// The mount point did not exist before: it goes again afterwards.
+    created: bool,
 }
 
 impl ProcMount {
     pub fn ensure(target: &Target) -> Result<ProcMount> {
         let proc = target.path("/proc");
         if target.is_host_root() || proc.join("self").exists() {
-            return Ok(ProcMount { mounted: None });
+            return Ok(ProcMount {
+                mounted: None,
+                created: false,
+            });
         }
+        let created = !proc.exists();
         std::fs::create_dir_all(&proc).with_context(|| format!("creating {}", proc.display()))?;
         let output = duct::cmd!("mount", "-t", "proc", "proc", &proc)
             .stderr_capture()
@@ -138,6 +144,9 @@ impl ProcMount {
             .run()
             .context("cannot run mount")?;
         if !output.status.success() {
+            if created {
+                let _ = std::fs::remove_dir(&proc);
+            }
             bail!(
                 "mounting /proc in {}: {}",
                 target.root().display(),
@@ -146,6 +155,7 @@ impl ProcMount {
         }
         Ok(ProcMount {
             mounted: Some(proc),
+            created,
         })
     }
 }
@@ -157,6 +167,9 @@ impl Drop for ProcMount {
                 .stderr_null()
                 .unchecked()
                 .run();
+            if self.created {
+                let _ = std::fs::remove_dir(proc);
+            }
         }
     }
 }

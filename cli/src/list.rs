@@ -80,6 +80,10 @@ pub fn run(config_path: &Path, args: &Args) -> Result<()> {
         for download in &install.downloads {
             println!("  binary:   {}", download.dest.display());
         }
+        for deb in &install.debs {
+            let source = &deb.file.source;
+            println!("  deb:      {} {} from {source}", deb.package, deb.version);
+        }
         for service in planned.activate.iter().flat_map(|a| &a.services) {
             let state = if service.running {
                 "running"

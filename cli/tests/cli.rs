@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::path::Path;
+
 use support::*;
 
 #[test]
@@ -342,4 +344,59 @@ fn a_second_run_on_the_same_target_is_refused_while_one_holds_the_lock() {
         cmdeploy(&args, &[]).ok,
         "free again once the lock is released"
     );
+}
+
+#[test]
+fn upstreams_patched_dovecot_is_an_install_time_opt_in_checked_by_sha256() {
+    let listed = cmdeploy(
+        &["list", "--config", "/nonexistent"],
+        &[("CMDEPLOY_DOVECOT_DEBS", "download")],
+    );
+    assert!(listed.ok, "{}", listed.all());
+    let dovecot: Vec<&str> = listed
+        .stdout
+        .lines()
+        .skip_while(|line| *line != "dovecot")
+        .skip(1)
+        .take_while(|line| line.starts_with(' '))
+        .collect();
+    assert!(
+        !dovecot.iter().any(|l| l.contains("packages:")),
+        "{dovecot:?}"
+    );
+    for package in ["dovecot-core", "dovecot-imapd", "dovecot-lmtpd"] {
+        let line = format!(
+            "  deb:      {package} 1:2.3.21+dfsg1-3 from \
+             https://download.delta.chat/dovecot/{package}_2.3.21%2Bdfsg1-3_amd64.deb"
+        );
+        assert!(dovecot.contains(&line.as_str()), "{dovecot:?}");
+    }
+    assert!(dovecot.contains(&"  file:     /etc/apt/preferences.d/pin-dovecot"));
+
+    // Files that are not the pinned build (here: empty ones) are refused before apt runs.
+    let debs = tempfile::tempdir().unwrap();
+    for package in ["dovecot-core", "dovecot-imapd", "dovecot-lmtpd"] {
+        let name = format!("{package}_2.3.21%2Bdfsg1-3_amd64.deb");
+        std::fs::write(debs.path().join(name), b"").unwrap();
+    }
+    let (_dir, root) = untouched_target();
+    std::fs::write(Path::new(&root).join("etc/group"), "root:x:0:\n").unwrap();
+    let before = snapshot(Path::new(&root));
+    let run = cmdeploy(
+        &[
+            "run", "--root", &root, "--phase", "install", "--only", "dovecot",
+        ],
+        &[("CMDEPLOY_DOVECOT_DEBS", debs.path().to_str().unwrap())],
+    );
+    assert!(!run.ok);
+    let core = debs.path().join("dovecot-core_2.3.21%2Bdfsg1-3_amd64.deb");
+    assert!(
+        run.stderr.contains(&format!(
+            "sha256 mismatch for {}: expected dd060706f52a306fa863d874717210b9fe10536c824afe1790eec247ded5b27d",
+            core.display()
+        )),
+        "{}",
+        run.all()
+    );
+    assert_eq!(snapshot(Path::new(&root)), before, "nothing installed");
 }

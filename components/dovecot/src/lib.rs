@@ -1,6 +1,8 @@
 //! `dovecot`: IMAP for clients and LMTP for delivery, with accounts from doveauth, metadata
-//! from chatmail-metadata and Lua push notifications. Debian's packages.
+//! from chatmail-metadata and Lua push notifications. Debian's packages, or upstream's
+//! patched build when [`DEBS_ENV`] asks for it.
 
+mod fork;
 mod metrics;
 
 use anyhow::Result;
@@ -8,6 +10,8 @@ use chatmail_core::plan::Service;
 use chatmail_core::{Activate, Component, Configure, Install, register};
 use include_dir::{Dir, include_dir};
 use serde::Serialize;
+
+pub use fork::DEBS_ENV;
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templates/dovecot");
 
@@ -35,7 +39,10 @@ impl Component for Dovecot {
     }
 
     fn install(&self, install: &mut Install<'_>) -> Result<()> {
-        install.packages(&["dovecot-core", "dovecot-imapd", "dovecot-lmtpd"]);
+        match std::env::var_os(DEBS_ENV) {
+            None => install.packages(&fork::PACKAGES),
+            Some(source) => fork::install(install, &source)?,
+        }
         install.template("/etc/dovecot/auth.conf", "auth.conf")?;
         install.template(
             "/etc/dovecot/push_notification.lua",

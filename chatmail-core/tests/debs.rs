@@ -1,0 +1,166 @@
+//! Pinned `.deb` files on a real Debian 12 rootfs: installed with their dependencies from the
+//! mirror, left alone while the version matches, upgraded (despite an apt pin that keeps the
+//! archive's versions out) when the pinned version changes, and a wrong checksum installs
+//! nothing. Slow: needs root, the cached rootfs (`cargo xtask rootfs`) and
+//! CHATMAIL_SLOW_TESTS=1.
+
+#![allow(clippy::unwrap_used)] // a test fails by panicking
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use chatmail_core::engine::{Engine, Phases, Planned};
+use chatmail_core::plan::{Deb, Download, DownloadSource, File, InstallPlan, Owner, Restarts};
+use chatmail_core::{Facts, ProcMount, Target};
+use sha2::{Digest, Sha256};
+
+const INSTALL: Phases = Phases {
+    install: true,
+    configure: false,
+    activate: false,
+};
+
+/// Builds `chatmail-probe` at `version` (depending on Debian's `tree`) into `dir`.
+fn probe_deb(dir: &Path, version: &str) -> PathBuf {
+    let tree = dir.join(format!("probe-{version}"));
+    std::fs::create_dir_all(tree.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(tree.join("usr/share/chatmail-probe")).unwrap();
+    std::fs::write(
+        tree.join("DEBIAN/control"),
+        format!(
+            "Package: chatmail-probe\nVersion: {version}\nArchitecture: all\n\
+             Maintainer: cmdeploy tests <root@localhost>\nDepends: tree\n\
+             Description: a package of cmdeploy's engine tests\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(tree.join("usr/share/chatmail-probe/version"), version).unwrap();
+    let deb = dir.join(format!("chatmail-probe_{version}_all.deb"));
+    let built = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "-b"])
+        .arg(&tree)
+        .arg(&deb)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    deb
+}
+
+fn plan(deb: &Path, version: &str, sha256: &str) -> Vec<Planned> {
+    let name = deb.file_name().unwrap().to_str().unwrap();
+    let pin = "Package: chatmail-probe\nPin: version *\nPin-Priority: -1\n";
+    vec![Planned {
+        component: "probe",
+        install: InstallPlan {
+            debs: vec![Deb {
+                package: "chatmail-probe".into(),
+                version: version.into(),
+                file: Download {
+                    dest: Path::new("/var/cache/cmdeploy/debs").join(name),
+                    source: DownloadSource::Local(deb.to_owned()),
+                    sha256: sha256.into(),
+                    extract: None,
+                    mode: 0o644,
+                    optional: false,
+                },
+            }],
+            files: vec![File {
+                path: "/etc/apt/preferences.d/pin-probe".into(),
+                content: pin.into(),
+                template: None,
+                owner: Owner::root(),
+                mode: 0o644,
+                restarts: Restarts::Component,
+            }],
+            ..InstallPlan::default()
+        },
+        configure: None,
+        activate: None,
+    }]
+}
+
+fn sha256(path: &Path) -> String {
+    let digest = Sha256::digest(std::fs::read(path).unwrap());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn install(root: &Path, plans: &[Planned]) -> anyhow::Result<usize> {
+    let facts = Facts {
+        arch: std::env::consts::ARCH.into(),
+        deb_arch: chatmail_core::deb_arch(std::env::consts::ARCH).into(),
+        systemd: false,
+        container: false,
+        binaries: "/nonexistent".into(),
+    };
+    let target = Target::new(root, false)?;
+    let _proc = ProcMount::ensure(&target)?;
+    let mut engine = Engine::new(&target, &facts, false, false)?;
+    engine.run(plans, INSTALL)?;
+    Ok(engine.report.total())
+}
+
+fn installed_version(root: &Path, package: &str) -> String {
+    let output = Command::new("chroot")
+        .arg(root)
+        .args([
+            "dpkg-query",
+            "-W",
+            "-f=${Version} ${db:Status-Status}",
+            package,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn pinned_debs_install_with_dependencies_and_upgrade_only_when_the_version_changes() {
+    if std::env::var("CHATMAIL_SLOW_TESTS").as_deref() != Ok("1") {
+        eprintln!("skipped: set CHATMAIL_SLOW_TESTS=1 to install .deb files into a rootfs");
+        return;
+    }
+    let tarball =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/rootfs/bookworm-minbase.tar");
+    assert!(tarball.exists(), "run `cargo xtask rootfs` first");
+    let scratch =
+        tempfile::tempdir_in(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")).unwrap();
+    let root = scratch.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let untar = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-xf")
+        .arg(&tarball)
+        .status()
+        .unwrap();
+    assert!(untar.success());
+    let one = probe_deb(scratch.path(), "1.0");
+    let two = probe_deb(scratch.path(), "2.0");
+
+    let first = plan(&one, "1.0", &sha256(&one));
+    assert_eq!(install(&root, &first).unwrap(), 3, "download, install, pin");
+    assert_eq!(installed_version(&root, "chatmail-probe"), "1.0 installed");
+    assert!(
+        installed_version(&root, "tree").ends_with(" installed"),
+        "its dependency came from the mirror"
+    );
+    assert_eq!(
+        install(&root, &first).unwrap(),
+        0,
+        "the version matches: nothing to do"
+    );
+
+    // A wrong checksum stops before apt runs: 1.0 stays.
+    let wrong = plan(&two, "2.0", &sha256(&one));
+    let err = format!("{:#}", install(&root, &wrong).unwrap_err());
+    assert!(err.contains("sha256"), "{err}");
+    assert_eq!(installed_version(&root, "chatmail-probe"), "1.0 installed");
+
+    let upgrade = plan(&two, "2.0", &sha256(&two));
+    assert_eq!(install(&root, &upgrade).unwrap(), 2, "download, install");
+    assert_eq!(installed_version(&root, "chatmail-probe"), "2.0 installed");
+    assert_eq!(
+        std::fs::read_to_string(root.join("usr/share/chatmail-probe/version")).unwrap(),
+        "2.0"
+    );
+}
