@@ -2,9 +2,10 @@
 //! builds its own binary from our components, theirs, and [`main`].
 //!
 //! - [`components`]: links the built-in component crates.
-//! - `init`, `run`, `list`, `show`: one module per subcommand.
+//! - `init`, `run`, `list`, `show`, `dns`: one module per subcommand.
 
 pub mod components;
+mod dns;
 mod init;
 mod list;
 mod run;
@@ -46,6 +47,9 @@ enum Command {
     List(list::Args),
     /// Print the effective settings and where each came from.
     Config,
+    /// Check the relay's DNS records against its authoritative name servers, or write them
+    /// as a zone file (--zonefile).
+    Dns(dns::Args),
 }
 
 /// Runs the command line with the components linked into this binary.
@@ -57,9 +61,15 @@ pub fn main() -> ExitCode {
         Some(Command::Run(args)) => run::run(&cli.config, cli.verbose, &args),
         Some(Command::List(args)) => list::run(&cli.config, &args),
         Some(Command::Config) => show::run(&cli.config),
+        Some(Command::Dns(args)) => return exit(dns::run(&cli.config, cli.verbose, &args)),
     };
+    exit(result.map(|()| ExitCode::SUCCESS))
+}
+
+/// The exit code of a command's result; an error is printed first.
+fn exit(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

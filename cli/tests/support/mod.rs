@@ -26,6 +26,8 @@ pub fn slow_tests_enabled() -> bool {
 #[derive(Debug)]
 pub struct Run {
     pub ok: bool,
+    /// The exit code (`None` when killed by a signal).
+    pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -62,8 +64,19 @@ pub fn build_relay_programs() {
 /// the relay's programs built beside it.
 pub fn cmdeploy(args: &[&str], env: &[(&str, &str)]) -> Run {
     build_relay_programs();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cmdeploy"));
-    command.args(args);
+    cmdeploy_via(&[], args, env)
+}
+
+/// Runs the built `cmdeploy` with `args` through `prefix` (e.g. `ip netns exec NAME`), with no
+/// `CHATMAIL_*` variables from the caller; the relay's programs are not needed.
+pub fn cmdeploy_via(prefix: &[&str], args: &[&str], env: &[(&str, &str)]) -> Run {
+    let binary = env!("CARGO_BIN_EXE_cmdeploy");
+    let (program, rest) = match prefix.split_first() {
+        Some((first, rest)) => (*first, [rest, &[binary]].concat()),
+        None => (binary, Vec::new()),
+    };
+    let mut command = Command::new(program);
+    command.args(rest).args(args);
     for (key, _) in std::env::vars() {
         if key.starts_with("CHATMAIL_") || key.starts_with("CMDEPLOY_") {
             command.env_remove(key);
@@ -77,6 +90,7 @@ pub fn cmdeploy(args: &[&str], env: &[(&str, &str)]) -> Run {
     } = command.output().expect("cmdeploy runs");
     let run = Run {
         ok: status.success(),
+        code: status.code(),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
     };

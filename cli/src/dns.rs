@@ -1,0 +1,117 @@
+//! `cmdeploy dns`: the DNS records the relay needs, checked against its authoritative name
+//! servers, or written as a zone file.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use chatmail_core::Target;
+use chatmail_core::config::TlsMode;
+use chatmail_dns::{Dns, RelayData, Report, check_zone, zone};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Write the zone file to FILE instead of checking the records in DNS.
+    #[arg(long, value_name = "FILE")]
+    zonefile: Option<PathBuf>,
+    /// Read the DKIM key and acmetool's account from this root directory instead of `/`
+    /// (acmetool runs in a chroot there).
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    root: PathBuf,
+}
+
+pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<ExitCode> {
+    let config = crate::load_config(config_path)?;
+    if let Some(ip) = config.ipv4_relay {
+        println!("[WARNING] {ip} is not a domain, skipping DNS checks.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let domain = &config.mail_domain_bare;
+    let acme = config.tls.mode == TlsMode::Acme;
+    let target = Target::new(&args.root, verbose)?;
+    let dns = Dns::system(verbose)?;
+    let data = RelayData::collect(domain, &dns, &target)?;
+    if let Some(problem) = data.precheck(domain, acme) {
+        println!("{problem}");
+        return Ok(ExitCode::FAILURE);
+    }
+    if acme && data.acme_account_url.is_empty() {
+        red("could not get letsencrypt account url, please run 'cmdeploy run'");
+        return Ok(ExitCode::FAILURE);
+    }
+    let dkim = match &data.dkim {
+        Ok(dkim) => dkim,
+        Err(reason) => {
+            red("could not determine dkim_entry, please run 'cmdeploy run'");
+            eprintln!("({reason})");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let zone = zone::for_relay(&config, &data, dkim, &zone::new_sts_id());
+    if let Some(path) = &args.zonefile {
+        std::fs::write(path, &zone)
+            .with_context(|| format!("cannot write the zone file {}", path.display()))?;
+        green(&format!(
+            "DNS records successfully written to: {}",
+            path.display()
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = check_zone(&zone, &dns)?;
+    print_report(
+        &report,
+        &zone::dkim_line(domain, &dkim.chunked()),
+        &zone::dkim_line(domain, &dkim.unsplit()),
+    );
+    Ok(match report.required.is_empty() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
+    })
+}
+
+/// Lists what is missing (required, with the unsplit DKIM alternative, then recommended), or
+/// says that all is set.
+fn print_report(report: &Report, dkim_line: &str, dkim_web_line: &str) {
+    if !report.required.is_empty() {
+        red("Please set required DNS entries at your DNS provider:");
+        for line in &report.required {
+            println!("{line}");
+        }
+        println!();
+        if report.required.iter().any(|line| line == dkim_line) {
+            println!(
+                "If the DKIM entry above does not work with your DNS provider, you can try this one:"
+            );
+            println!("{dkim_web_line}");
+            println!();
+        }
+    }
+    if !report.recommended.is_empty() {
+        println!("WARNING: these recommended DNS entries are not set:");
+        for line in &report.recommended {
+            println!("{line}");
+        }
+        println!();
+    }
+    if report.all_set() {
+        green("Great! All your DNS entries are verified and correct.");
+    }
+}
+
+/// A failure message on stderr, red on a terminal.
+fn red(message: &str) {
+    colored(message, 31);
+}
+
+/// A success message on stderr, green on a terminal.
+fn green(message: &str) {
+    colored(message, 32);
+}
+
+fn colored(message: &str, color: u8) {
+    match std::io::stderr().is_terminal() {
+        true => eprintln!("\x1b[{color}m{message}\x1b[0m"),
+        false => eprintln!("{message}"),
+    }
+}
