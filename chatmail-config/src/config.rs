@@ -2,14 +2,14 @@
 //! each value's origin recorded.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::Error;
 use crate::ini;
-use crate::schema::{self, DefaultValue, KEYS, Kind};
+use crate::schema::{DefaultValue, KEYS, Key, Kind};
 
 /// Where an effective value came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -22,11 +22,24 @@ pub enum Source {
     /// Not set, and no default applies.
     Unset,
     /// A line of the config file.
-    File { path: PathBuf, line: usize },
+    File {
+        /// The settings file.
+        path: PathBuf,
+        /// The line the key is on (1-based).
+        line: usize,
+    },
     /// An environment variable.
-    Env { var: String },
+    Env {
+        /// Its name, e.g. `CHATMAIL_MAX_MESSAGE_SIZE`.
+        var: String,
+    },
     /// A file named by a `CHATMAIL_<KEY>_FILE` environment variable.
-    EnvFile { var: String, path: PathBuf },
+    EnvFile {
+        /// The variable's name, e.g. `CHATMAIL_ACME_EMAIL_FILE`.
+        var: String,
+        /// The file it names, whose trimmed content is the value.
+        path: PathBuf,
+    },
 }
 
 impl std::fmt::Display for Source {
@@ -45,15 +58,20 @@ impl std::fmt::Display for Source {
 /// One key's effective raw value and its origin, as `cmdeploy config` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Setting {
+    /// The key's name.
     pub key: &'static str,
+    /// The raw effective value; for a derived default, how it is derived; `None` if unset.
     pub value: Option<String>,
+    /// Where the value came from.
     pub source: Source,
 }
 
 /// A key in the file that no setting reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UnusedKey {
+    /// The key as written.
     pub key: String,
+    /// Its line in the file (1-based).
     pub line: usize,
 }
 
@@ -88,8 +106,11 @@ pub const ACME_LINKS: &str = "/var/lib/chatmail-tls/live";
 /// The relay's certificate mode and where the certificate and key live on the relay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Tls {
+    /// How the certificate is obtained.
     pub mode: TlsMode,
+    /// The certificate chain (PEM) the services read.
     pub cert_path: PathBuf,
+    /// The private key (PEM) the services read.
     pub key_path: PathBuf,
 }
 
@@ -104,45 +125,81 @@ pub struct Config {
     pub ipv4_relay: Option<Ipv4Addr>,
     /// Postfix's `myhostname`: the domain, or the reverse-pointer name of an IPv4 relay.
     pub postfix_myhostname: String,
+    /// The certificate mode and the paths the services read (derived).
     pub tls: Tls,
+    /// Messages one account may send per minute (filtermail's rate limit).
     pub max_user_send_per_minute: u32,
+    /// How many messages beyond the per-minute rate one account may send at once.
     pub max_user_send_burst_size: u32,
+    /// The mailbox quota as written (`500M`), for Dovecot's `quota_rule`.
     pub max_mailbox_size: String,
+    /// The mailbox quota in megabytes.
     pub max_mailbox_size_mb: u64,
+    /// The largest accepted message, in bytes.
     pub max_message_size: u64,
+    /// Days after which messages are deleted from mailboxes.
     pub delete_mails_after: u32,
+    /// Days after which large messages are deleted.
     pub delete_large_after: u32,
+    /// Days without a login after which an account is deleted.
     pub delete_inactive_users_after: u32,
+    /// The shortest local part a new address may have.
     pub username_min_length: u32,
+    /// The longest local part a new address may have.
     pub username_max_length: u32,
+    /// The shortest password a new account may have.
     pub password_min_length: u32,
+    /// Concurrent IMAP sessions in all (one process each).
     pub max_imap_connections: u32,
+    /// Concurrent SMTP submission connections per port.
     pub max_smtp_connections: u32,
+    /// Above this one-minute load average no new accounts are created.
     pub max_load_1m: f64,
+    /// Below this much available memory (megabytes) no new accounts are created.
     pub min_available_memory_mb: u64,
+    /// Below this much free disk space (megabytes) no new accounts are created.
     pub min_free_disk_space_mb: u64,
+    /// The contact address given to Let's Encrypt (empty: none).
     pub acme_email: String,
+    /// The website's source folder; empty for the built-in pages, `disabled` for none.
     pub www_folder: String,
+    /// Whether the relay serves IPv4 only.
     pub disable_ipv6: bool,
     /// The iroh relay URL announced to clients.
     pub iroh_relay: String,
     /// Whether this relay runs its own iroh-relay (true when `iroh_relay` is not set).
     pub enable_iroh_relay: bool,
+    /// Where mtail serves its metrics; `None`: mtail does not run.
     pub mtail_address: Option<String>,
+    /// The TURN server's credentials socket, as chatmail-metadata is told.
     pub turn_socket_path: PathBuf,
+    /// filtermail's before-queue proxy for outgoing mail.
     pub filtermail_smtp_port: u16,
+    /// filtermail's before-queue proxy for incoming mail.
     pub filtermail_smtp_port_incoming: u16,
+    /// filtermail's HTTP receiver behind `/mxdeliv`.
     pub filtermail_http_port_incoming: u16,
+    /// filtermail's LMTP transport for remote delivery (upstream's; not used here).
     pub filtermail_lmtp_port_transport: u16,
+    /// Postfix's port where filtermail reinjects checked outgoing mail.
     pub postfix_reinject_port: u16,
+    /// Postfix's port where filtermail reinjects checked incoming mail.
     pub postfix_reinject_port_incoming: u16,
+    /// Whether raw IMAP sessions are recorded in each user's mail folder (debugging).
     pub imap_rawlog: bool,
+    /// Whether Dovecot offers IMAP COMPRESS (which turns IMAP hibernation off).
     pub imap_compress: bool,
+    /// Where the accounts' mail folders are (derived from the domain unless set).
     pub mailboxes_dir: PathBuf,
+    /// The password database of very old relays, migrated once.
     pub passdb_path: PathBuf,
+    /// The operator's postal address for the privacy policy.
     pub privacy_postal: Option<String>,
+    /// The privacy contact's e-mail address.
     pub privacy_mail: Option<String>,
+    /// The data protection officer.
     pub privacy_pdo: Option<String>,
+    /// The data protection supervisory authority.
     pub privacy_supervisor: Option<String>,
     /// The file the settings were read from.
     #[serde(skip)]
@@ -164,6 +221,8 @@ struct Raw {
 }
 
 struct Loader {
+    /// The built-in keys followed by the extension keys of linked components.
+    keys: Vec<&'static Key>,
     raw: BTreeMap<&'static str, Raw>,
 }
 
@@ -175,6 +234,16 @@ impl Config {
 
     /// Reads `path`, then applies `CHATMAIL_<KEY>` and `CHATMAIL_<KEY>_FILE` overrides from `env`.
     pub fn load_with_env(path: &Path, env: EnvLookup<'_>) -> Result<Config, Error> {
+        Self::load_extended(path, env, &[])
+    }
+
+    /// Like [`Config::load_with_env`], and also reads the extension keys `extra` that
+    /// components outside the built-in schema declare (see [`Config::extension`]).
+    pub fn load_extended(
+        path: &Path,
+        env: EnvLookup<'_>,
+        extra: &[&'static Key],
+    ) -> Result<Config, Error> {
         let text = std::fs::read_to_string(path).map_err(|err| {
             if err.kind() == std::io::ErrorKind::NotFound {
                 Error::new(format!(
@@ -185,11 +254,23 @@ impl Config {
                 Error::new(format!("cannot read {}: {err}", path.display()))
             }
         })?;
-        Self::parse(&text, path, env)
+        Self::parse_extended(&text, path, env, extra)
     }
 
     /// Parses config text that came from `origin` (used in messages), applying `env` overrides.
     pub fn parse(text: &str, origin: &Path, env: EnvLookup<'_>) -> Result<Config, Error> {
+        Self::parse_extended(text, origin, env, &[])
+    }
+
+    /// Like [`Config::parse`], with the extension keys `extra`: each is read from `[params]`
+    /// and the environment like a built-in key, checked against its [`Kind`], listed in
+    /// [`Config::settings`], and never reported as unused.
+    pub fn parse_extended(
+        text: &str,
+        origin: &Path,
+        env: EnvLookup<'_>,
+        extra: &[&'static Key],
+    ) -> Result<Config, Error> {
         let sections = ini::parse(text).map_err(|err| {
             Error::new(format!(
                 "{}:{}: {}",
@@ -205,11 +286,12 @@ impl Config {
             )));
         };
         let mut loader = Loader {
+            keys: KEYS.iter().chain(extra.iter().copied()).collect(),
             raw: BTreeMap::new(),
         };
         let mut unused_keys = Vec::new();
         for entry in &params.entries {
-            let Some(key) = schema::key(&entry.key) else {
+            let Some(key) = loader.key(&entry.key) else {
                 unused_keys.push(UnusedKey {
                     key: entry.key.clone(),
                     line: entry.line,
@@ -238,6 +320,9 @@ impl Config {
             );
         }
         loader.apply_env(env)?;
+        for key in extra {
+            loader.check_extension(key)?;
+        }
         let mut config = loader.build()?;
         config.origin = origin.to_owned();
         config.unused_keys = unused_keys;
@@ -284,6 +369,30 @@ impl Config {
         self.settings.iter().find(|s| s.key == key)
     }
 
+    /// The effective value of the extension key `name` (declared by a linked component, see
+    /// [`Config::parse_extended`]), parsed as `T`: `u16` for a [`Kind::Port`], `u32` for a
+    /// [`Kind::Count`] or [`Kind::Days`], `f64` for a [`Kind::Decimal`], `bool` for a
+    /// [`Kind::Bool`], `String` or `PathBuf` for the others. The value was checked against
+    /// its kind when the settings were read, so an error here means `T` does not fit the kind.
+    pub fn extension<T: std::str::FromStr>(&self, name: &str) -> Result<T, Error> {
+        let setting = self
+            .setting(name)
+            .ok_or_else(|| Error::new(format!("{name} is not a declared setting")))?;
+        let value = match (&setting.source, &setting.value) {
+            (Source::Derived | Source::Unset, _) | (_, None) => {
+                return Err(Error::new(format!("{name} is not set")));
+            }
+            (_, Some(value)) => value,
+        };
+        value.parse().map_err(|_| {
+            Error::new(format!(
+                "{name} = {value:?} ({}): cannot be read as {}",
+                setting.source,
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
     /// The settings in `chatmail.ini` form: every key that was set (in the file or the
     /// environment), so that programs reading the file see exactly the effective values.
     pub fn effective_ini(&self) -> String {
@@ -307,8 +416,12 @@ impl Config {
 }
 
 impl Loader {
+    fn key(&self, name: &str) -> Option<&'static Key> {
+        self.keys.iter().copied().find(|k| k.name == name)
+    }
+
     fn apply_env(&mut self, env: EnvLookup<'_>) -> Result<(), Error> {
-        for key in KEYS {
+        for key in self.keys.clone() {
             let var = key.env_var();
             let file_var = format!("{var}_FILE");
             if let Some(value) = env(&var) {
@@ -342,7 +455,7 @@ impl Loader {
         if let Some(raw) = self.raw.get(name) {
             return Some((raw.value.as_str(), raw.source.clone()));
         }
-        match schema::key(name).map(|k| k.default) {
+        match self.key(name).map(|k| k.default) {
             Some(DefaultValue::Value(v)) => Some((v, Source::Default)),
             _ => None,
         }
@@ -359,7 +472,7 @@ impl Loader {
 
     /// Parses `name` with `parse`, which returns `None` for a value of the wrong form.
     fn typed<T>(&self, name: &'static str, parse: impl Fn(&str) -> Option<T>) -> Result<T, Error> {
-        let kind = schema::key(name).map_or(Kind::Text, |k| k.kind);
+        let kind = self.key(name).map_or(Kind::Text, |k| k.kind);
         let (value, source) = self
             .raw(name)
             .ok_or_else(|| Error::new(format!("{name} must be set")))?;
@@ -432,8 +545,7 @@ impl Loader {
         let iroh_setting = self.optional("iroh_relay");
         let mtail_address = self
             .optional_typed("mtail_address", |v| {
-                let ok = v.is_empty() || v == "localhost" || v.parse::<IpAddr>().is_ok();
-                ok.then(|| v.to_owned())
+                Kind::Address.accepts(v).then(|| v.to_owned())
             })?
             .filter(|v| !v.is_empty());
         let mailboxes_dir = match self.raw.contains_key("mailboxes_dir") {
@@ -543,8 +655,27 @@ impl Loader {
         })
     }
 
+    /// Refuses a value of an extension key that does not have the key's kind; a Boolean is
+    /// stored as `true` or `false`, so that [`Config::extension`] reads it with `FromStr`.
+    fn check_extension(&mut self, key: &'static Key) -> Result<(), Error> {
+        if key.kind == Kind::Bool
+            && let Some((value, _)) = self.raw(key.name)
+            && let Some(flag) = parse_bool(value)
+            && let Some(raw) = self.raw.get_mut(key.name)
+        {
+            raw.value = flag.to_string();
+        }
+        match self.raw(key.name) {
+            Some((value, source)) if !key.kind.accepts(value) => {
+                Err(self.invalid(key.name, value, &source, key.kind.expectation()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn settings(&self) -> Vec<Setting> {
-        KEYS.iter()
+        self.keys
+            .iter()
             .map(|key| match (self.raw.get(key.name), key.default) {
                 (Some(raw), _) => Setting {
                     key: key.name,

@@ -9,23 +9,31 @@ use std::fmt;
 /// One `key = value` entry with the line it starts on (1-based).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The key, surrounding white space removed.
     pub key: String,
+    /// The value, trimmed; continuation lines joined with `\n`.
     pub value: String,
+    /// The line the key is on.
     pub line: usize,
 }
 
 /// A `[name]` section and its entries, in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Section {
+    /// The name between the brackets, trimmed.
     pub name: String,
+    /// The line of the header.
     pub line: usize,
+    /// The section's settings in file order.
     pub entries: Vec<Entry>,
 }
 
 /// A line the reader could not make sense of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntaxError {
+    /// The offending line (1-based).
     pub line: usize,
+    /// What is wrong with it.
     pub message: String,
 }
 

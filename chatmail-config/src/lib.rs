@@ -5,6 +5,8 @@
 //! - [`default_ini`]: the commented file `cmdeploy init` writes.
 //! - [`ini`]: the line-numbered INI reader underneath.
 
+#![warn(missing_docs)]
+
 mod config;
 pub mod ini;
 mod init;

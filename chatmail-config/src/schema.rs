@@ -49,6 +49,35 @@ impl Kind {
     }
 }
 
+impl Kind {
+    /// Whether `value` has this kind (an empty value is accepted where the kind allows
+    /// "none": text, an address and a certificate pair).
+    pub fn accepts(self, value: &str) -> bool {
+        let absolute = |v: &str| v.starts_with('/');
+        match self {
+            Kind::Domain => crate::is_valid_domain(value),
+            Kind::Text => true,
+            Kind::Count | Kind::Days => value.parse::<u32>().is_ok(),
+            Kind::Decimal => value
+                .parse::<f64>()
+                .is_ok_and(|f| f.is_finite() && f >= 0.0),
+            Kind::Bool => crate::parse_bool(value).is_some(),
+            Kind::Port => value.parse::<u16>().is_ok_and(|p| p != 0),
+            Kind::Size => crate::parse_size_mb(value).is_some(),
+            Kind::Path => absolute(value),
+            Kind::Address => {
+                value.is_empty()
+                    || value == "localhost"
+                    || value.parse::<std::net::IpAddr>().is_ok()
+            }
+            Kind::CertAndKey => {
+                let paths: Vec<&str> = value.split_whitespace().collect();
+                paths.is_empty() || (paths.len() == 2 && paths.iter().all(|p| absolute(p)))
+            }
+        }
+    }
+}
+
 /// What a key is when the operator does not set it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DefaultValue {
@@ -65,15 +94,25 @@ pub enum DefaultValue {
 /// Where a key is shown in the file `cmdeploy init` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Group {
+    /// `mail_domain`.
     Domain,
+    /// Rules for new addresses and passwords.
     Addresses,
+    /// Rate limits, quotas and retention.
     Limits,
+    /// Certificates.
     Tls,
+    /// The relay's web pages.
     Website,
+    /// Where and how the relay's parts run (the group for a third-party component's keys).
     Deployment,
+    /// Internal ports between Postfix and filtermail.
     Ports,
+    /// Switches for debugging.
     Debugging,
+    /// Settings kept for older relays.
     Legacy,
+    /// The privacy policy's contacts.
     Privacy,
 }
 
@@ -98,10 +137,15 @@ impl Group {
 /// One declared `chatmail.ini` key.
 #[derive(Debug, Clone, Copy)]
 pub struct Key {
+    /// The key as written in `[params]` (lower case, `_` between words).
     pub name: &'static str,
+    /// What form its value takes.
     pub kind: Kind,
+    /// What it is when not set.
     pub default: DefaultValue,
+    /// Where `cmdeploy init` shows it.
     pub group: Group,
+    /// One or two sentences for the operator, shown in the file `cmdeploy init` writes.
     pub help: &'static str,
 }
 

@@ -10,12 +10,26 @@ fn parse(text: &str) -> Result<Config, String> {
 }
 
 fn parse_env(text: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+    parse_with(text, env, &[])
+}
+
+/// Parses `text` with `env` overrides and the extension keys `extra`.
+fn parse_with(
+    text: &str,
+    env: &[(&str, &str)],
+    extra: &[&'static chatmail_config::schema::Key],
+) -> Result<Config, String> {
     let env: HashMap<String, String> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    Config::parse(text, Path::new("chatmail.ini"), &|k| env.get(k).cloned())
-        .map_err(|e| e.to_string())
+    Config::parse_extended(
+        text,
+        Path::new("chatmail.ini"),
+        &|k| env.get(k).cloned(),
+        extra,
+    )
+    .map_err(|e| e.to_string())
 }
 
 #[test]
@@ -377,4 +391,74 @@ fn mailbox_dirs_reject_bad_addresses() {
     for bad in ["", "nodomain", "a/b@a.org"] {
         assert!(c.mailbox_dir(bad).is_err(), "{bad}");
     }
+}
+
+/// Keys a component outside the built-in schema declares, as a third-party crate would.
+static EXTENSION: [chatmail_config::schema::Key; 2] = [
+    chatmail_config::schema::Key {
+        name: "probe_port",
+        kind: chatmail_config::schema::Kind::Port,
+        default: chatmail_config::schema::DefaultValue::Value("9115"),
+        group: chatmail_config::schema::Group::Deployment,
+        help: "The probe's port.",
+    },
+    chatmail_config::schema::Key {
+        name: "probe_verbose",
+        kind: chatmail_config::schema::Kind::Bool,
+        default: chatmail_config::schema::DefaultValue::Value("false"),
+        group: chatmail_config::schema::Group::Deployment,
+        help: "Log every probe.",
+    },
+];
+
+fn parse_extended(text: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+    let extra: Vec<&'static chatmail_config::schema::Key> = EXTENSION.iter().collect();
+    parse_with(text, env, &extra)
+}
+
+#[test]
+fn extension_keys_are_typed_overridable_and_not_unused() {
+    let text = "[params]\nmail_domain = a.org\nprobe_verbose = yes\nstray = 1\n";
+    let c = parse_extended(text, &[]).unwrap();
+    assert_eq!(c.extension::<u16>("probe_port").unwrap(), 9115);
+    assert!(c.extension::<bool>("probe_verbose").unwrap());
+    let unused: Vec<&str> = c.unused_keys.iter().map(|u| u.key.as_str()).collect();
+    assert_eq!(unused, ["stray"]);
+    let setting = c.setting("probe_verbose").unwrap();
+    assert_eq!(setting.source.to_string(), "chatmail.ini:3");
+    assert!(c.effective_ini().contains("probe_verbose = true\n"));
+
+    let c = parse_extended(text, &[("CHATMAIL_PROBE_PORT", "19115")]).unwrap();
+    assert_eq!(c.extension::<u16>("probe_port").unwrap(), 19115);
+    assert_eq!(
+        c.extension::<u16>("probe_verbose").unwrap_err().to_string(),
+        "probe_verbose = \"true\" (chatmail.ini:3): cannot be read as u16"
+    );
+    assert_eq!(
+        c.extension::<u16>("nope").unwrap_err().to_string(),
+        "nope is not a declared setting"
+    );
+
+    // Without the declaration the same file only warns about the keys.
+    let c = parse(text).unwrap();
+    let unused: Vec<&str> = c.unused_keys.iter().map(|u| u.key.as_str()).collect();
+    assert_eq!(unused, ["probe_verbose", "stray"]);
+}
+
+#[test]
+fn bad_extension_values_name_file_line_key_and_expectation() {
+    let err = parse_extended("[params]\nmail_domain = a.org\nprobe_port = 0\n", &[]).unwrap_err();
+    assert_eq!(
+        err,
+        "chatmail.ini:3: probe_port = \"0\": expected a port number from 1 to 65535"
+    );
+    let err = parse_extended(
+        "[params]\nmail_domain = a.org\n",
+        &[("CHATMAIL_PROBE_VERBOSE", "maybe")],
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "$CHATMAIL_PROBE_VERBOSE=\"maybe\": expected true or false"
+    );
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Result, bail};
 
 use crate::config::Config;
+use crate::config::schema::{self, Key};
 use crate::plan::{Activate, Configure, Install};
 
 /// One service of the relay (postfix, dovecot, ...), implemented in its own crate.
@@ -26,6 +27,16 @@ pub trait Component: Sync + 'static {
     /// Install ignores it: an image serves every deployment.
     fn enabled(&self, _config: &Config) -> bool {
         true
+    }
+
+    /// Settings of its own that this component reads from `chatmail.ini`'s `[params]`
+    /// (a component outside the built-in schema). Each name starts with the component's name
+    /// (`-` written `_`) and an `_`, e.g. `blackbox_port` for `blackbox`; the keys are
+    /// overridable by `CHATMAIL_<KEY>`, shown by `cmdeploy config`, checked against their
+    /// kind before anything is touched, and read with
+    /// [`Config::extension`](crate::config::Config::extension).
+    fn settings(&self) -> &'static [Key] {
+        &[]
     }
 
     /// The component's built-in templates, embedded at build time (`include_dir!`).
@@ -54,7 +65,10 @@ pub const AFTER_ALL: &str = "*";
 
 /// A component submitted to the registry; created by [`register!`](crate::register).
 #[derive(Clone, Copy)]
-pub struct Registration(pub &'static dyn Component);
+pub struct Registration(
+    /// The registered component, a `static` of its crate.
+    pub &'static dyn Component,
+);
 
 impl std::fmt::Debug for Registration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -116,6 +130,7 @@ impl Registry {
                     bail!("component {name:?} wants to run after {dep:?}, which is not registered");
                 }
             }
+            check_settings(name, component.settings())?;
         }
         // Kahn's algorithm; the BTreeSet hands out the alphabetically first ready component.
         let last: BTreeSet<&str> = by_name
@@ -162,6 +177,13 @@ impl Registry {
         Ok(Registry { ordered })
     }
 
+    /// The settings keys every registered component declares beyond the built-in schema, in
+    /// registry order: what [`Config::parse_extended`](crate::config::Config::parse_extended)
+    /// needs to read them.
+    pub fn setting_keys(&self) -> Vec<&'static Key> {
+        self.ordered.iter().flat_map(|c| c.settings()).collect()
+    }
+
     /// Component names in order.
     pub fn names(&self) -> Vec<&'static str> {
         self.ordered.iter().map(|c| c.name()).collect()
@@ -193,6 +215,27 @@ impl Registry {
     }
 }
 
+/// A component's own settings carry its name as prefix, so they can clash neither with
+/// another component's nor (given unique names) with each other; built-in keys are refused.
+fn check_settings(component: &str, keys: &[Key]) -> Result<()> {
+    let prefix = format!("{}_", component.replace('-', "_"));
+    for key in keys {
+        if schema::key(key.name).is_some() {
+            bail!(
+                "component {component:?} declares the setting {:?}, which is a built-in setting",
+                key.name
+            );
+        }
+        if !key.name.starts_with(&prefix) || key.name.len() == prefix.len() {
+            bail!(
+                "component {component:?} declares the setting {:?}; its settings must be named {prefix}<something>",
+                key.name
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +243,7 @@ mod tests {
     struct Fake {
         name: &'static str,
         after: &'static [&'static str],
+        settings: &'static [Key],
     }
 
     impl Component for Fake {
@@ -209,10 +253,61 @@ mod tests {
         fn after(&self) -> &'static [&'static str] {
             self.after
         }
+        fn settings(&self) -> &'static [Key] {
+            self.settings
+        }
     }
 
     fn fake(name: &'static str, after: &'static [&'static str]) -> &'static dyn Component {
-        Box::leak(Box::new(Fake { name, after }))
+        with_settings(name, after, &[])
+    }
+
+    fn with_settings(
+        name: &'static str,
+        after: &'static [&'static str],
+        settings: &'static [Key],
+    ) -> &'static dyn Component {
+        Box::leak(Box::new(Fake {
+            name,
+            after,
+            settings,
+        }))
+    }
+
+    const fn key(name: &'static str) -> Key {
+        Key {
+            name,
+            kind: schema::Kind::Port,
+            default: schema::DefaultValue::Value("9115"),
+            group: schema::Group::Deployment,
+            help: "A port.",
+        }
+    }
+
+    #[test]
+    fn component_settings_carry_the_component_name_and_leave_built_ins_alone() {
+        static GOOD: [Key; 1] = [key("node_probe_port")];
+        static FOREIGN: [Key; 1] = [key("postfix_port")];
+        static BUILT_IN: [Key; 1] = [key("max_message_size")];
+        let registry = Registry::from_components(vec![
+            with_settings("node-probe", &[], &GOOD),
+            fake("base", &[]),
+        ])
+        .unwrap();
+        let names: Vec<&str> = registry.setting_keys().iter().map(|k| k.name).collect();
+        assert_eq!(names, ["node_probe_port"]);
+        let err =
+            Registry::from_components(vec![with_settings("probe", &[], &FOREIGN)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "component \"probe\" declares the setting \"postfix_port\"; its settings must be named probe_<something>"
+        );
+        let err =
+            Registry::from_components(vec![with_settings("max", &[], &BUILT_IN)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "component \"max\" declares the setting \"max_message_size\", which is a built-in setting"
+        );
     }
 
     #[test]

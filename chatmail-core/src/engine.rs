@@ -24,12 +24,16 @@ use crate::{download, dpkg, ports, systemd};
 /// The phases of a run; always executed in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Phases {
+    /// Packages, users, directories, binaries and deployment-independent files.
     pub install: bool,
+    /// Configuration files, secrets, change commands and validators.
     pub configure: bool,
+    /// Services: daemon-reload, enable, start, and the restarts owed.
     pub activate: bool,
 }
 
 impl Phases {
+    /// All three phases, the default of `cmdeploy run`.
     pub const ALL: Phases = Phases {
         install: true,
         configure: true,
@@ -63,10 +67,13 @@ impl Phases {
 /// A component with everything it declared.
 #[derive(Debug)]
 pub struct Planned {
+    /// The component's name.
     pub component: &'static str,
+    /// What its install phase declared (always planned: it needs no settings).
     pub install: InstallPlan,
     /// `None` when the deployment does not use the component, or no config was given.
     pub configure: Option<ConfigurePlan>,
+    /// `None` under the same conditions as `configure`.
     pub activate: Option<ActivatePlan>,
 }
 
@@ -121,10 +128,13 @@ pub struct Engine<'t> {
     accounts: Accounts,
     /// Components to restart when a given file changes (from their `watch` declarations).
     watchers: BTreeMap<PathBuf, Vec<Owed>>,
+    /// What the run changed so far (or, in a dry run, would change).
     pub report: Report,
 }
 
 impl<'t> Engine<'t> {
+    /// An engine for `target`, loading the restarts still owed there; `dry_run` changes
+    /// nothing and prints diffs, `verbose` prints every command and diff.
     pub fn new(target: &'t Target, facts: &'t Facts, dry_run: bool, verbose: bool) -> Result<Self> {
         Ok(Engine {
             target,

@@ -14,6 +14,8 @@
 //! - [`Target`]: `/` or a `--root` directory, and how commands run there.
 //! - [`Templates`]: built-in templates and operator overrides.
 
+#![warn(missing_docs)]
+
 mod accounts;
 mod component;
 mod download;

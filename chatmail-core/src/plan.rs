@@ -18,7 +18,9 @@ use crate::template::Templates;
 /// Who owns a file or directory, by name (resolved on the target).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Owner {
+    /// The owning user's name, e.g. `vmail`.
     pub user: String,
+    /// The owning group's name, e.g. `www-data`.
     pub group: String,
 }
 
@@ -28,6 +30,7 @@ impl Owner {
         Owner::new("root", "root")
     }
 
+    /// `user:group`, both looked up by name on the target when applied.
     pub fn new(user: &str, group: &str) -> Self {
         Owner {
             user: user.to_owned(),
@@ -39,10 +42,13 @@ impl Owner {
 /// A system user with its primary group and supplementary groups.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct User {
+    /// The login name, e.g. `vmail`.
     pub name: String,
     /// Primary group; created if missing. Defaults to a group of the user's name.
     pub group: String,
+    /// Supplementary groups (e.g. `opendkim` for Postfix to reach OpenDKIM's socket).
     pub extra_groups: Vec<String>,
+    /// The home directory, created with the user.
     pub home: PathBuf,
 }
 
@@ -67,8 +73,12 @@ impl User {
 /// A directory with owner and mode (applied to the last path component only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Dir {
+    /// Absolute path on the target; missing parents are created too (owned by the user
+    /// running cmdeploy, with the default mode).
     pub path: PathBuf,
+    /// Who owns the directory.
     pub owner: Owner,
+    /// Permission bits, e.g. `0o750`.
     pub mode: u32,
 }
 
@@ -84,13 +94,18 @@ pub enum Restarts {
 /// A file with exact content, owner and mode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct File {
+    /// Absolute path on the target.
     pub path: PathBuf,
+    /// The exact bytes the file should hold.
     #[serde(skip)]
     pub content: Vec<u8>,
     /// The template it was rendered from, if any (for `cmdeploy list`).
     pub template: Option<String>,
+    /// Who owns the file; `root:root` unless [`FileRef::owner`] says otherwise.
     pub owner: Owner,
+    /// Permission bits; 0644 unless [`FileRef::mode`] says otherwise.
     pub mode: u32,
+    /// Which services restart when the file changes.
     pub restarts: Restarts,
 }
 
@@ -98,12 +113,15 @@ pub struct File {
 /// or one of the relay's own binaries shipped next to cmdeploy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Download {
+    /// Where the binary is installed on the target.
     pub dest: PathBuf,
+    /// Where it comes from.
     pub source: DownloadSource,
     /// Expected sha256; empty for [`DownloadSource::Bundled`] (compared by content instead).
     pub sha256: String,
     /// For `.tar.gz` sources: the archive member to install.
     pub extract: Option<String>,
+    /// Permission bits of the installed file (0755 for programs).
     pub mode: u32,
     /// When it cannot be fetched, the run goes on without it and says so.
     pub optional: bool,
@@ -112,6 +130,7 @@ pub struct Download {
 /// Where a download comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum DownloadSource {
+    /// An `https://` URL, fetched by the machine running cmdeploy.
     Url(String),
     /// A file on the machine running cmdeploy (offline installs of pinned releases).
     Local(PathBuf),
@@ -173,6 +192,7 @@ impl Download {
 /// build), whenever the installed version is not `version`; apt brings its dependencies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Deb {
+    /// The package name dpkg knows it by (`dovecot-core`).
     pub package: String,
     /// The version the file carries, as dpkg reports it (with epoch, e.g. `1:2.3.21+dfsg1-3`).
     pub version: String,
@@ -185,6 +205,7 @@ pub struct Deb {
 pub struct Generate {
     /// The files it creates; it runs when the first one is missing.
     pub creates: Vec<PathBuf>,
+    /// The command, run on the target (inside `chroot` for a directory target).
     pub argv: Vec<String>,
     /// Owner given to the created files afterwards (their modes are the command's).
     pub owner: Option<Owner>,
@@ -193,6 +214,7 @@ pub struct Generate {
 /// A file the deployment needs but does not create (e.g. externally managed certificates).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Required {
+    /// The file that must exist on the target.
     pub path: PathBuf,
     /// Why it is needed, e.g. "named by tls_external_cert_and_key".
     pub why: String,
@@ -201,13 +223,16 @@ pub struct Required {
 /// A command run after one of its files changed (e.g. `postmap`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OnChange {
+    /// The file whose change triggers the command.
     pub path: PathBuf,
+    /// The command, run on the target after the file was written.
     pub argv: Vec<String>,
 }
 
 /// A check of the component's configuration by the real program, run before any restart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Validator {
+    /// The check, run on the target; a non-zero exit rolls the component's files back.
     pub argv: Vec<String>,
     /// Treat any output on stderr as failure (Postfix prints warnings but exits 0).
     pub strict_stderr: bool,
@@ -216,8 +241,11 @@ pub struct Validator {
 /// A systemd unit and the state it should be in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Service {
+    /// The systemd unit name, with its suffix (`postfix.service`, `fcgiwrap.socket`).
     pub unit: String,
+    /// Whether it should be running after activation (started, or restarted when owed).
     pub running: bool,
+    /// Whether it should start at boot.
     pub enabled: bool,
     /// Masked: it cannot be started at all (e.g. systemd-resolved, which would take port 53).
     pub masked: bool,
@@ -247,7 +275,9 @@ pub enum VolumeKind {
 /// A directory that containers share as a volume instead of keeping it in their own layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Volume {
+    /// The directory, at the same path in every container that mounts it.
     pub path: PathBuf,
+    /// Whether it holds lasting state or shared runtime files.
     pub kind: VolumeKind,
     /// Why it is shared, shown in the generated compose file.
     pub why: String,
@@ -317,7 +347,9 @@ impl Service {
 /// run fails early when another program occupies it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Port {
+    /// The TCP port.
     pub port: u16,
+    /// Process names (as in `/proc/<pid>/comm`, at most 15 characters) that may hold it.
     pub allowed: Vec<String>,
 }
 
@@ -325,7 +357,9 @@ pub struct Port {
 /// the address does not belong to the host (a VPN interface that is down, a typo).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LocalAddress {
+    /// The address the daemon binds to.
     pub address: IpAddr,
+    /// The chatmail.ini key that chose it, named in the error (`mtail_address`).
     pub setting: String,
 }
 
@@ -334,14 +368,18 @@ pub struct LocalAddress {
 /// use). A failure is reported as a warning with `hint` and does not fail the run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Attempt {
+    /// The command, run on the target.
     pub argv: Vec<String>,
+    /// It runs only while this path exists on the target.
     pub while_exists: PathBuf,
+    /// What the warning tells the operator when the command fails.
     pub hint: String,
 }
 
 /// A Debian package left behind by older releases, removed if it is on the target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PackageRemoval {
+    /// The Debian package name.
     pub name: String,
     /// Also delete its configuration files (`apt-get purge`).
     pub purge: bool,
@@ -351,6 +389,7 @@ pub struct PackageRemoval {
 /// its owner and its mode stay as they are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LineRemoval {
+    /// The file to edit, if it exists.
     pub path: PathBuf,
     /// The whole line, without its newline; trailing blanks on the target are ignored.
     pub line: String,
@@ -359,27 +398,42 @@ pub struct LineRemoval {
 /// What a component installs: the same for every relay.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct InstallPlan {
+    /// Debian packages to have installed.
     pub packages: Vec<String>,
+    /// Debian packages of older releases to remove or purge if installed.
     pub remove_packages: Vec<PackageRemoval>,
     /// Applied before any package is installed, so a stale apt source cannot break the run.
     pub line_removals: Vec<LineRemoval>,
+    /// System users (and their groups) to have.
     pub users: Vec<User>,
+    /// Directories to have, with owner and mode.
     pub dirs: Vec<Dir>,
+    /// Files that are the same for every relay.
     pub files: Vec<File>,
+    /// Binaries fetched or copied from beside cmdeploy.
     pub downloads: Vec<Download>,
+    /// Packages installed from pinned `.deb` files instead of the archive.
     pub debs: Vec<Deb>,
+    /// Files or directories of older releases to delete if present.
     pub removals: Vec<PathBuf>,
 }
 
 /// What a component writes for one deployment.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct ConfigurePlan {
+    /// Directories to have, with owner and mode.
     pub dirs: Vec<Dir>,
+    /// Configuration files for this deployment.
     pub files: Vec<File>,
+    /// Secrets and certificates created once.
     pub generates: Vec<Generate>,
+    /// Commands run after a file changed.
     pub on_change: Vec<OnChange>,
+    /// Checks of the configuration by the real programs, run after files changed.
     pub validators: Vec<Validator>,
+    /// Files to delete if present (e.g. a setting turned a feature off).
     pub removals: Vec<PathBuf>,
+    /// Files that must already exist on the target.
     pub required: Vec<Required>,
     /// Files written by other components whose change restarts this component's services.
     pub watches: Vec<PathBuf>,
@@ -390,8 +444,11 @@ pub struct ConfigurePlan {
 /// Which services a component runs, and the ports they hold.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct ActivatePlan {
+    /// Units and the state each should be in.
     pub services: Vec<Service>,
+    /// Ports the component's daemons hold, checked before anything changes.
     pub ports: Vec<Port>,
+    /// Addresses the component's daemons bind to, checked before anything changes.
     pub addresses: Vec<LocalAddress>,
     /// Run in order after the services; the first failure skips the rest.
     pub attempts: Vec<Attempt>,
@@ -403,6 +460,7 @@ pub struct ActivatePlan {
 /// deployment settings.
 #[derive(Debug)]
 pub struct Install<'a> {
+    /// What is known about the target (architecture, where bundled programs are).
     pub facts: &'a Facts,
     templates: &'a Templates,
     component: &'static str,
@@ -412,7 +470,9 @@ pub struct Install<'a> {
 /// The configure phase's context: the deployment settings plus everything install has.
 #[derive(Debug)]
 pub struct Configure<'a> {
+    /// The deployment settings.
     pub config: &'a Config,
+    /// What is known about the target.
     pub facts: &'a Facts,
     templates: &'a Templates,
     component: &'static str,
@@ -422,7 +482,9 @@ pub struct Configure<'a> {
 /// The activate phase's context.
 #[derive(Debug)]
 pub struct Activate<'a> {
+    /// The deployment settings.
     pub config: &'a Config,
+    /// What is known about the target (a systemd host, a container, a directory).
     pub facts: &'a Facts,
     pub(crate) plan: ActivatePlan,
 }
@@ -445,11 +507,13 @@ pub struct FileRef<'p> {
 }
 
 impl FileRef<'_> {
+    /// Owned by `user:group` instead of `root:root`.
     pub fn owner(self, user: &str, group: &str) -> Self {
         self.file.owner = Owner::new(user, group);
         self
     }
 
+    /// Permission bits instead of 0644, e.g. `0o600` for a secret.
     pub fn mode(self, mode: u32) -> Self {
         self.file.mode = mode;
         self
@@ -500,10 +564,12 @@ impl<'a> Install<'a> {
             }));
     }
 
+    /// A system user to have (created with its groups and home if missing).
     pub fn user(&mut self, user: User) {
         self.plan.users.push(user);
     }
 
+    /// A directory to have, with owner and mode, the same for every relay.
     pub fn dir(&mut self, path: &str, owner: Owner, mode: u32) {
         self.plan.dirs.push(Dir {
             path: path.into(),
@@ -527,11 +593,11 @@ impl<'a> Install<'a> {
         ))
     }
 
+    /// A binary to install from a URL or a local file, verified by its sha256.
     pub fn download(&mut self, download: Download) {
         self.plan.downloads.push(download);
     }
 
-    /// Installs the relay's own program `name` (shipped beside cmdeploy) at `dest`.
     /// Installs `package` at `version` from the `.deb` that `file` fetches (kept on the target
     /// at `file.dest`) whenever the target has another version or none.
     pub fn deb(&mut self, package: &str, version: &str, file: Download) {
@@ -542,6 +608,7 @@ impl<'a> Install<'a> {
         });
     }
 
+    /// Installs the relay's own program `name` (shipped beside cmdeploy) at `dest`.
     pub fn bundled_binary(&mut self, name: &str, dest: &str) {
         self.plan.downloads.push(Download {
             dest: dest.into(),
@@ -583,6 +650,7 @@ impl<'a> Configure<'a> {
         }
     }
 
+    /// A directory to have, with owner and mode (its path may depend on a setting).
     pub fn dir(&mut self, path: impl AsRef<Path>, owner: Owner, mode: u32) {
         self.plan.dirs.push(Dir {
             path: path.as_ref().to_owned(),
@@ -643,6 +711,7 @@ impl<'a> Configure<'a> {
         });
     }
 
+    /// Deletes `path` if present (e.g. the file of a feature a setting turned off).
     pub fn remove(&mut self, path: &str) {
         self.plan.removals.push(path.into());
     }
@@ -676,6 +745,7 @@ impl<'a> Activate<'a> {
         }
     }
 
+    /// A unit and the state it should be in; on a container, its foreground command.
     pub fn service(&mut self, service: Service) {
         self.plan.services.push(service);
     }

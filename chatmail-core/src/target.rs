@@ -18,12 +18,14 @@ pub struct Target {
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 impl Target {
+    /// The target rooted at `root` (`/` for this machine); `verbose` prints every command.
     pub fn new(root: &Path, verbose: bool) -> Result<Target> {
         let root = std::fs::canonicalize(root)
             .with_context(|| format!("target root {} does not exist", root.display()))?;
         Ok(Target { root, verbose })
     }
 
+    /// The target's root directory, canonicalized.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -128,6 +130,8 @@ pub struct ProcMount {
 }
 
 impl ProcMount {
+    /// Mounts `proc` at `<root>/proc` unless the target is this machine or it is mounted
+    /// already; unmounted again when dropped.
     pub fn ensure(target: &Target) -> Result<ProcMount> {
         let proc = target.path("/proc");
         if target.is_host_root() || proc.join("self").exists() {

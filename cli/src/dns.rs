@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use chatmail_core::Target;
 use chatmail_core::config::TlsMode;
+use chatmail_core::{Registry, Target};
 use chatmail_dns::{Dns, RelayData, Report, check_zone, zone};
 
 #[derive(Debug, clap::Args)]
@@ -22,7 +22,7 @@ pub struct Args {
 }
 
 pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<ExitCode> {
-    let config = crate::load_config(config_path)?;
+    let config = crate::load_config(config_path, &Registry::linked()?)?;
     if let Some(ip) = config.ipv4_relay {
         println!("[WARNING] {ip} is not a domain, skipping DNS checks.");
         return Ok(ExitCode::SUCCESS);

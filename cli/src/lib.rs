@@ -77,10 +77,17 @@ fn exit(result: anyhow::Result<ExitCode>) -> ExitCode {
     }
 }
 
-/// Reads the settings, with `CHATMAIL_<KEY>` overrides from the environment.
-fn load_config(path: &std::path::Path) -> anyhow::Result<chatmail_core::config::Config> {
+/// Reads the settings, with `CHATMAIL_<KEY>` overrides from the environment and the settings
+/// the linked components declare beyond the built-in ones.
+fn load_config(
+    path: &std::path::Path,
+    registry: &chatmail_core::Registry,
+) -> anyhow::Result<chatmail_core::config::Config> {
     let env = |name: &str| std::env::var(name).ok();
-    Ok(chatmail_core::config::Config::load_with_env(path, &env)?)
+    let extra = registry.setting_keys();
+    Ok(chatmail_core::config::Config::load_extended(
+        path, &env, &extra,
+    )?)
 }
 
 /// Where the relay's own programs are: `explicit`, or beside this executable.

@@ -23,7 +23,7 @@ pub struct Args {
 pub fn run(config_path: &Path, args: &Args) -> Result<()> {
     let registry = Registry::linked()?;
     let components = registry.select(&[], &[])?;
-    let config = crate::load_config(config_path);
+    let config = crate::load_config(config_path, &registry);
     let facts = Facts::detect(
         &Target::new(Path::new("/"), false)?,
         crate::binaries_dir(None)?,

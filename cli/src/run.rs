@@ -33,15 +33,15 @@ pub struct Args {
 }
 
 pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<()> {
+    let registry = Registry::linked()?;
     // Install alone needs no settings: it is the same for every relay.
     let config = match args.phase.need_config() {
-        true => Some(crate::load_config(config_path)?),
+        true => Some(crate::load_config(config_path, &registry)?),
         false => None,
     };
     if let Some(config) = &config {
         config.check_privacy()?;
     }
-    let registry = Registry::linked()?;
     let components = registry.select(&args.only, &args.skip)?;
     let target = Target::new(&args.root, verbose)?;
     let facts = Facts::detect(&target, crate::binaries_dir(args.binaries.as_deref())?);

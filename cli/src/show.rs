@@ -3,9 +3,10 @@
 use std::path::Path;
 
 use anyhow::Result;
+use chatmail_core::Registry;
 
 pub fn run(path: &Path) -> Result<()> {
-    let config = crate::load_config(path)?;
+    let config = crate::load_config(path, &Registry::linked()?)?;
     let width = config
         .settings
         .iter()
