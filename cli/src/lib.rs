@@ -2,13 +2,17 @@
 //! builds its own binary from our components, theirs, and [`main`].
 //!
 //! - [`components`]: links the built-in component crates.
-//! - `init`, `run`, `list`, `show`: one module per subcommand.
+//! - `init`, `run`, `status`, `list`, `show`: one module per subcommand.
+//! - [`remote`]: `--ssh-host`, this machine or a relay over SSH; `ship`: `run` over SSH.
 
 pub mod components;
 mod init;
 mod list;
+pub mod remote;
 mod run;
+mod ship;
 mod show;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,8 +44,12 @@ struct Cli {
 enum Command {
     /// Write a commented chatmail.ini for DOMAIN.
     Init(init::Args),
-    /// Deploy the relay: install, configure and activate its components.
+    /// Deploy the relay: install, configure and activate its components, over SSH on the
+    /// relay (by default the mail domain) or with `--ssh-host @local` on this machine.
     Run(run::Args),
+    /// Show the relay's domain, deployed version, privacy settings and the state of its
+    /// services; exit code 1 when a service failed or does not run as declared.
+    Status(status::Args),
     /// List the components in order with their packages, files and services.
     List(list::Args),
     /// Print the effective settings and where each came from.
@@ -51,15 +59,17 @@ enum Command {
 /// Runs the command line with the components linked into this binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
-        None => Cli::command().print_help().map_err(Into::into),
-        Some(Command::Init(args)) => init::run(&cli.config, &args),
+        None => done(Cli::command().print_help().map_err(Into::into)),
+        Some(Command::Init(args)) => done(init::run(&cli.config, &args)),
         Some(Command::Run(args)) => run::run(&cli.config, cli.verbose, &args),
-        Some(Command::List(args)) => list::run(&cli.config, &args),
-        Some(Command::Config) => show::run(&cli.config),
+        Some(Command::Status(args)) => status::run(&cli.config, &args),
+        Some(Command::List(args)) => done(list::run(&cli.config, &args)),
+        Some(Command::Config) => done(show::run(&cli.config)),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
