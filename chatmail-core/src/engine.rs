@@ -64,6 +64,23 @@ impl Phases {
     }
 }
 
+/// The form [`Phases::parse`] reads: `install,configure,activate` or a subset.
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = [
+            (self.install, "install"),
+            (self.configure, "configure"),
+            (self.activate, "activate"),
+        ];
+        let chosen: Vec<&str> = names
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect();
+        f.write_str(&chosen.join(","))
+    }
+}
+
 /// A component with everything it declared.
 #[derive(Debug)]
 pub struct Planned {

@@ -13,6 +13,9 @@
 //! - [`engine`]: planning and executing phases, with dry runs and pending restarts.
 //! - [`Target`]: `/` or a `--root` directory, and how commands run there.
 //! - [`Templates`]: built-in templates and operator overrides.
+//! - [`show_argv`], [`parse_show`], [`UnitState`]: unit states in one `systemctl show`.
+//! - [`shell_words`], [`tail`]: argv as a quoted shell command line (messages, and `ssh`'s
+//!   remote shell); the last lines of a command's output.
 
 #![warn(missing_docs)]
 
@@ -37,7 +40,8 @@ pub use facts::{Facts, deb_arch, kernel_setting};
 pub use plan::{Activate, Configure, Install};
 pub use report::Report;
 pub use state::{PENDING_PATH, RunLock};
-pub use target::{ProcMount, Target, argv};
+pub use systemd::{UnitState, parse_show, show_argv};
+pub use target::{ProcMount, Target, argv, shell_words, tail};
 pub use template::Templates;
 
 #[doc(hidden)]

@@ -69,9 +69,43 @@ impl Report {
                 changes.len()
             ));
         }
+        let removed: Vec<(&String, &str)> = self
+            .components
+            .iter()
+            .flat_map(|(name, changes)| changes.iter().map(move |c| (name, c)))
+            .filter_map(|(name, change)| Some((name, change.strip_prefix("remove ")?)))
+            .collect();
+        if !removed.is_empty() {
+            out.push_str(&format!(
+                "{} (left by older releases or replaced here):\n",
+                if dry_run { "would remove" } else { "removed" }
+            ));
+            for (name, what) in removed {
+                out.push_str(&format!("  {what}  ({name})\n"));
+            }
+        }
         for warning in &self.warnings {
             out.push_str(&format!("{warning}\n"));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_changes_and_names_what_was_removed() {
+        let mut report = Report::default();
+        report.record("legacy", "remove /usr/local/lib/chatmaild/venv", false);
+        report.record("legacy", "stop filtermail-transport.service", false);
+        report.record("postfix", "update /etc/postfix/main.cf", false);
+        assert_eq!(
+            report.summary(&["legacy", "postfix", "tls"], false),
+            "  legacy   2 change(s)\n  postfix  1 change(s)\n  tls      unchanged\n\
+             removed (left by older releases or replaced here):\n\
+             \x20 /usr/local/lib/chatmaild/venv  (legacy)\n"
+        );
     }
 }

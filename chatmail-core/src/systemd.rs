@@ -1,4 +1,6 @@
 //! systemd on the target: unit states in one `systemctl show`, and the actions on units.
+//! [`show_argv`] and [`parse_show`] are public so a front end can ask a machine it reaches
+//! another way (over SSH) the same question.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +11,9 @@ use crate::target::{Target, argv, tail};
 /// What systemd reports about a unit.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UnitState {
+    /// `ActiveState`: `active`, `inactive`, `failed`, `activating`, ...
+    pub active_state: String,
+    /// Active, or on its way there (`activating`, `reloading`).
     pub active: bool,
     /// `UnitFileState`: `enabled`, `disabled`, `static`, `masked`, ...
     pub file_state: String,
@@ -34,6 +39,12 @@ pub fn states(target: &Target, units: &[String]) -> Result<BTreeMap<String, Unit
     if units.is_empty() {
         return Ok(BTreeMap::new());
     }
+    let output = target.run(&show_argv(units), &[])?;
+    Ok(parse_show(units, &String::from_utf8_lossy(&output.stdout)))
+}
+
+/// The one `systemctl show` that asks every property [`UnitState`] holds for `units`.
+pub fn show_argv(units: &[String]) -> Vec<String> {
     let mut command = argv(&[
         "systemctl",
         "show",
@@ -41,15 +52,11 @@ pub fn states(target: &Target, units: &[String]) -> Result<BTreeMap<String, Unit
         "--",
     ]);
     command.extend(units.iter().cloned());
-    let output = target.run(&command, &[])?;
-    Ok(parse_states(
-        units,
-        &String::from_utf8_lossy(&output.stdout),
-    ))
+    command
 }
 
-/// Reads `systemctl show` output: one block of `Property=value` lines per unit, in order.
-fn parse_states(units: &[String], text: &str) -> BTreeMap<String, UnitState> {
+/// Reads the output of [`show_argv`]: one block of `Property=value` lines per unit, in order.
+pub fn parse_show(units: &[String], text: &str) -> BTreeMap<String, UnitState> {
     let mut states = BTreeMap::new();
     for (unit, block) in units.iter().zip(text.split("\n\n")) {
         let mut state = UnitState::default();
@@ -58,6 +65,7 @@ fn parse_states(units: &[String], text: &str) -> BTreeMap<String, UnitState> {
             match line.split_once('=') {
                 Some(("ActiveState", value)) => {
                     state.active = matches!(value, "active" | "activating" | "reloading");
+                    state.active_state = value.to_owned();
                 }
                 Some(("UnitFileState", value)) => state.file_state = value.to_owned(),
                 Some(("ConditionResult", value)) => condition_failed = value == "no",
@@ -112,11 +120,12 @@ mod tests {
                     ConditionTimestampMonotonic=0\n\n\
                     ActiveState=active\nUnitFileState=enabled\nConditionResult=yes\n\
                     ConditionTimestampMonotonic=99\n";
-        let states = parse_states(&units, text);
+        let states = parse_show(&units, text);
         assert!(states["skipped"].skipped && !states["skipped"].active);
         assert!(!states["never"].skipped);
         assert!(!states["running"].skipped && states["running"].active);
         assert_eq!(states["skipped"].enabled(), Some(true));
         assert_eq!(states["never"].enabled(), Some(false));
+        assert_eq!(states["running"].active_state, "active");
     }
 }

@@ -98,7 +98,9 @@ pub fn tail(output: &Output) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-/// argv as a human-readable command line (for messages only; never executed by a shell).
+/// argv as a POSIX shell command line: plain words as they are, anything else single-quoted.
+/// Used for messages, and for the one place a shell is unavoidable: the command line `ssh`
+/// hands to the remote user's shell.
 pub fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|arg| {

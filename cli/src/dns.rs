@@ -6,19 +6,25 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use chatmail_core::config::TlsMode;
-use chatmail_core::{Registry, Target};
+use chatmail_core::config::{Config, TlsMode};
+use chatmail_core::{Registry, Target, argv};
 use chatmail_dns::{Dns, RelayData, Report, check_zone, zone};
+
+use crate::remote::{Place, Ssh, SshArgs};
+use crate::ship::{self, Bundle};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Write the zone file to FILE instead of checking the records in DNS.
+    #[command(flatten)]
+    ssh: SshArgs,
+    /// Write the zone file to FILE (`-`: standard output) instead of checking the records in
+    /// DNS. Over SSH the file is written here, on this machine.
     #[arg(long, value_name = "FILE")]
     zonefile: Option<PathBuf>,
-    /// Read the DKIM key and acmetool's account from this root directory instead of `/`
-    /// (acmetool runs in a chroot there).
-    #[arg(long, default_value = "/", value_name = "DIR")]
-    root: PathBuf,
+    /// Read the DKIM key and acmetool's account from this root directory on this machine
+    /// instead of the relay's `/` (acmetool runs in a chroot there); implies `--ssh-host @local`.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
 }
 
 pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<ExitCode> {
@@ -27,9 +33,51 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<ExitCode> {
         println!("[WARNING] {ip} is not a domain, skipping DNS checks.");
         return Ok(ExitCode::SUCCESS);
     }
+    let place = match &args.root {
+        Some(_) => Place::Local,
+        None => args.ssh.place(Some(&config))?,
+    };
+    match place {
+        Place::Local => here(&config, verbose, args),
+        Place::Ssh(ssh) => on_relay(&ssh, &config, verbose, args),
+    }
+}
+
+/// Runs `cmdeploy dns` on the relay with the effective settings; a zone file comes back to
+/// this machine through the relay's standard output.
+fn on_relay(ssh: &Ssh, config: &Config, verbose: bool, args: &Args) -> Result<ExitCode> {
+    let bundle = Bundle {
+        programs: vec![std::env::current_exe()?],
+        settings: Some(config.effective_ini()),
+        templates: None,
+    };
+    let mut remote = argv(&["dns", "--ssh-host", "@local", "--config"]);
+    remote.extend(bundle.remote_settings());
+    if verbose {
+        remote.push("--verbose".to_owned());
+    }
+    let Some(path) = &args.zonefile else {
+        return ship::deploy(ssh, &bundle, &remote, None);
+    };
+    remote.extend(argv(&["--zonefile", "-"]));
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("cannot write the zone file {}", path.display()))?;
+    let code = ship::deploy(ssh, &bundle, &remote, Some(file))?;
+    if code == ExitCode::SUCCESS {
+        green(&format!(
+            "DNS records successfully written to: {}",
+            path.display()
+        ));
+    }
+    Ok(code)
+}
+
+/// Collects what the relay's DNS, DKIM key and acmetool say here, then writes or checks the
+/// zone.
+fn here(config: &Config, verbose: bool, args: &Args) -> Result<ExitCode> {
     let domain = &config.mail_domain_bare;
     let acme = config.tls.mode == TlsMode::Acme;
-    let target = Target::new(&args.root, verbose)?;
+    let target = Target::new(args.root.as_deref().unwrap_or(Path::new("/")), verbose)?;
     let dns = Dns::system(verbose)?;
     let data = RelayData::collect(domain, &dns, &target)?;
     if let Some(problem) = data.precheck(domain, acme) {
@@ -48,7 +96,11 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let zone = zone::for_relay(&config, &data, dkim, &zone::new_sts_id());
+    let zone = zone::for_relay(config, &data, dkim, &zone::new_sts_id());
+    if args.zonefile.as_deref() == Some(Path::new("-")) {
+        print!("{zone}");
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(path) = &args.zonefile {
         std::fs::write(path, &zone)
             .with_context(|| format!("cannot write the zone file {}", path.display()))?;

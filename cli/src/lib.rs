@@ -2,14 +2,18 @@
 //! builds its own binary from our components, theirs, and [`main`].
 //!
 //! - [`components`]: links the built-in component crates.
-//! - `init`, `run`, `list`, `show`, `dns`: one module per subcommand.
+//! - `init`, `run`, `status`, `list`, `show`, `dns`: one module per subcommand.
+//! - [`remote`]: `--ssh-host`, this machine or a relay over SSH; `ship`: `run` over SSH.
 
 pub mod components;
 mod dns;
 mod init;
 mod list;
+pub mod remote;
 mod run;
+mod ship;
 mod show;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,8 +45,12 @@ struct Cli {
 enum Command {
     /// Write a commented chatmail.ini for DOMAIN.
     Init(init::Args),
-    /// Deploy the relay: install, configure and activate its components.
+    /// Deploy the relay: install, configure and activate its components, over SSH on the
+    /// relay (by default the mail domain) or with `--ssh-host @local` on this machine.
     Run(run::Args),
+    /// Show the relay's domain, deployed version, privacy settings and the state of its
+    /// services; exit code 1 when a service failed or does not run as declared.
+    Status(status::Args),
     /// List the components in order with their packages, files and services.
     List(list::Args),
     /// Print the effective settings and where each came from.
@@ -55,15 +63,17 @@ enum Command {
 /// Runs the command line with the components linked into this binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
-        None => Cli::command().print_help().map_err(Into::into),
-        Some(Command::Init(args)) => init::run(&cli.config, &args),
+        None => done(Cli::command().print_help().map_err(Into::into)),
+        Some(Command::Init(args)) => done(init::run(&cli.config, &args)),
         Some(Command::Run(args)) => run::run(&cli.config, cli.verbose, &args),
-        Some(Command::List(args)) => list::run(&cli.config, &args),
-        Some(Command::Config) => show::run(&cli.config),
-        Some(Command::Dns(args)) => return exit(dns::run(&cli.config, cli.verbose, &args)),
+        Some(Command::Status(args)) => status::run(&cli.config, &args),
+        Some(Command::List(args)) => done(list::run(&cli.config, &args)),
+        Some(Command::Config) => done(show::run(&cli.config)),
+        Some(Command::Dns(args)) => dns::run(&cli.config, cli.verbose, &args),
     };
-    exit(result.map(|()| ExitCode::SUCCESS))
+    exit(result)
 }
 
 /// The exit code of a command's result; an error is printed first.

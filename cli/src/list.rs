@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use chatmail_core::engine;
+use chatmail_core::engine::{self, Planned};
 use chatmail_core::plan::DownloadSource;
 use chatmail_core::{Facts, Registry, Target, Templates};
 
@@ -41,12 +41,8 @@ pub fn run(config_path: &Path, args: &Args) -> Result<()> {
         return Ok(());
     }
     if args.bundled {
-        for download in plans.iter().flat_map(|p| &p.install.downloads) {
-            if let DownloadSource::Bundled(path) = &download.source
-                && let Some(name) = path.file_name()
-            {
-                println!("{}", name.to_string_lossy());
-            }
+        for name in bundled(&plans).filter_map(Path::file_name) {
+            println!("{}", name.to_string_lossy());
         }
         return Ok(());
     }
@@ -94,4 +90,15 @@ pub fn run(config_path: &Path, args: &Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The relay's own programs the plans install from beside cmdeploy (their paths here).
+pub fn bundled(plans: &[Planned]) -> impl Iterator<Item = &Path> {
+    plans
+        .iter()
+        .flat_map(|p| &p.install.downloads)
+        .filter_map(|download| match &download.source {
+            DownloadSource::Bundled(path) => Some(path.as_path()),
+            _ => None,
+        })
 }

@@ -249,6 +249,18 @@ fn bad_input_is_refused_with_a_clear_message_and_the_target_untouched() {
             "unknown phase \"deploy\"",
         ),
         (
+            "--root with a remote --ssh-host",
+            Some("mail_domain = a.org\n"),
+            &["--ssh-host", "relay.example.org"],
+            "is a directory on this machine; it cannot be deployed over SSH to root@relay.example.org",
+        ),
+        (
+            "bad --ssh-host",
+            Some("mail_domain = a.org\n"),
+            &["--ssh-host", "admin@relay"],
+            "--ssh-host \"admin@relay\" is not a host name or address",
+        ),
+        (
             "privacy contacts of others",
             Some("mail_domain = a.org\nprivacy_mail = privacy@merlinux.eu\n"),
             &[],
@@ -397,4 +409,33 @@ fn upstreams_patched_dovecot_is_an_install_time_opt_in_checked_by_sha256() {
         run.all()
     );
     assert_eq!(snapshot(Path::new(&root)), before, "nothing installed");
+}
+
+#[test]
+fn run_and_status_go_to_the_mail_domain_over_ssh_and_say_when_it_cannot_be_reached() {
+    let configs = tempfile::tempdir().unwrap();
+    let config = config_file(configs.path(), "mail_domain = 127.0.0.1\n");
+    let config = config.to_str().unwrap();
+    // Nothing listens on port 9 here: ssh itself fails.
+    let env = [("CMDEPLOY_SSH", "-p 9 -o ConnectTimeout=5")];
+    for command in ["run", "status"] {
+        let run = cmdeploy(&[command, "--config", config], &env);
+        assert!(!run.ok, "{command}");
+        assert!(
+            run.stderr.contains("error: ssh root@127.0.0.1 failed:"),
+            "{command}: {}",
+            run.stderr
+        );
+    }
+    let nowhere = cmdeploy(
+        &["run", "--phase", "install", "--config", "/nonexistent"],
+        &[],
+    );
+    assert!(
+        nowhere
+            .stderr
+            .contains("no relay to act on: give --ssh-host HOST"),
+        "{}",
+        nowhere.stderr
+    );
 }

@@ -322,7 +322,14 @@ fn ipv4_relay_converges_after_a_killed_run_and_loses_nothing() {
     let started = start_stamps(&host, &units);
     let cmdeploy = format!("{BUNDLE}/cmdeploy");
     let mut child = host
-        .spawn(&[&cmdeploy, "run", "--config", HOST_CONFIG])
+        .spawn(&[
+            &cmdeploy,
+            "run",
+            "--ssh-host",
+            "@local",
+            "--config",
+            HOST_CONFIG,
+        ])
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let pid = lines.next().unwrap().unwrap();

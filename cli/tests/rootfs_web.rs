@@ -182,25 +182,12 @@ fn external_certificates_are_used_as_they_are() {
     }
     let root = installed_root("web-external");
     std::fs::create_dir_all(root.path.join("etc/certs")).unwrap();
-    let made = root.chroot(&[
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-noenc",
-        "-days",
-        "1",
-        "-keyout",
-        "/etc/certs/key.pem",
-        "-out",
+    make_certificate(
+        &root,
         "/etc/certs/fullchain.pem",
-        "-subj",
-        "/CN=chat.example.org",
-    ]);
-    assert!(made.status.success());
+        "/etc/certs/key.pem",
+        "chat.example.org",
+    );
     deploy_and_check(&root, EXTERNAL, "chat.example.org");
     let conf = text(&root, "/etc/nginx/nginx.conf");
     assert!(conf.contains("ssl_certificate /etc/certs/fullchain.pem;"));

@@ -101,7 +101,8 @@ fn booted_host(cmdeploy: &Path, scratch: &Path) -> Result<()> {
     let cmdeploy = format!("/{BUNDLE}/cmdeploy");
     let deploy = |extra: &[&str]| -> Result<Duration> {
         let start = Instant::now();
-        let mut argv = vec![cmdeploy.as_str(), "run", "--config", "/root/chatmail.ini"];
+        let mut argv = vec![cmdeploy.as_str(), "run", "--ssh-host", "@local"];
+        argv.extend(["--config", "/root/chatmail.ini"]);
         argv.extend(extra);
         host.exec_ok(&argv)?;
         Ok(start.elapsed())

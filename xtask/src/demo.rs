@@ -53,6 +53,8 @@ pub fn start() -> Result<()> {
     let output = host.exec(&[
         &format!("{BUNDLE}/cmdeploy"),
         "run",
+        "--ssh-host",
+        "@local",
         "--config",
         "/root/chatmail.ini",
     ])?;

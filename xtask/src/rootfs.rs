@@ -15,9 +15,14 @@ pub fn tarball() -> PathBuf {
         .unwrap_or_else(|| workspace().join("target/rootfs/bookworm-minbase.tar"))
 }
 
-/// The bootable variant's path: the minbase rootfs plus systemd and D-Bus.
+/// What the bootable variant adds to minbase: systemd as init, D-Bus, and an SSH server (the
+/// tests deploy into booted hosts over SSH as an operator does from a laptop).
+pub const BOOTABLE_PACKAGES: &[&str] = &["systemd", "systemd-sysv", "dbus", "openssh-server"];
+
+/// The bootable variant's path. Its name changes with [`BOOTABLE_PACKAGES`] (bump the number
+/// when they change), so a tarball cached with other packages is never reused.
 pub fn bootable_tarball() -> PathBuf {
-    tarball().with_file_name("bookworm-bootable.tar")
+    tarball().with_file_name("bookworm-bootable-2.tar")
 }
 
 /// Builds the bootable tarball (and the minbase one it starts from) unless it exists.
@@ -95,13 +100,9 @@ pub fn extract(tarball: &Path, dir: &Path) -> Result<PathBuf> {
     Ok(dir.to_owned())
 }
 
-/// Installs what booting with systemd-nspawn needs (systemd as init, D-Bus) into `root`,
-/// keeping package scripts from starting anything.
-pub fn make_bootable(root: &Path) -> Result<()> {
-    if root.join("lib/systemd/systemd").exists() && root.join("usr/bin/dbus-daemon").exists() {
-        return Ok(());
-    }
-    apt_install(root, &["systemd", "systemd-sysv", "dbus"])
+/// Installs [`BOOTABLE_PACKAGES`] into `root`, keeping package scripts from starting anything.
+fn make_bootable(root: &Path) -> Result<()> {
+    apt_install(root, BOOTABLE_PACKAGES)
 }
 
 /// `apt-get install --no-install-recommends packages` inside `root`, the way an operator would

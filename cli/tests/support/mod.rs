@@ -252,14 +252,46 @@ pub const HOST_CONFIG: &str = "/root/chatmail.ini";
 /// A booted host with the install phase done (in a chroot before boot: the host has no route
 /// to the Debian mirror), the deploy bundle in place and `settings` as its config.
 pub fn relay_host(name: &str, net: u8, settings: &str) -> (Root, xtask::host::Host) {
-    let root = fresh_root_from(&xtask::rootfs::ensure_bootable().unwrap(), name);
-    let run = cmdeploy(&["run", "--phase", "install", "--root", root.str()], &[]);
-    assert!(run.ok);
+    let root = installed_bootable_root(name);
     let bundle = root.path.join(BUNDLE.trim_start_matches('/'));
     xtask::bundle::copy(Path::new(env!("CARGO_BIN_EXE_cmdeploy")), &bundle).unwrap();
     set_config(&root, settings);
     let host = xtask::host::Host::boot(&root.path, name, net).unwrap();
     (root, host)
+}
+
+/// A copy of the bootable rootfs with the install phase done (in a chroot: a booted host has
+/// no route to the Debian mirror), ready to boot.
+pub fn installed_bootable_root(name: &str) -> Root {
+    let root = fresh_root_from(&xtask::rootfs::ensure_bootable().unwrap(), name);
+    let run = cmdeploy(&["run", "--phase", "install", "--root", root.str()], &[]);
+    assert!(run.ok);
+    root
+}
+
+/// Makes a self-signed certificate for `name` in `root` with the root's openssl, as an operator
+/// (or upstream's deploy) would: `cert` and `key` are paths inside the root.
+pub fn make_certificate(root: &Root, cert: &str, key: &str, name: &str) {
+    let subject = format!("/CN={name}");
+    let made = root.chroot(&[
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-noenc",
+        "-days",
+        "1",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+        "-subj",
+        &subject,
+    ]);
+    assert!(made.status.success(), "openssl req");
 }
 
 /// Writes the host's settings. Test relays accept new accounts whatever the load of this
@@ -274,7 +306,8 @@ pub fn set_config(root: &Root, settings: &str) {
 /// returns its output.
 pub fn host_deploy(host: &xtask::host::Host, extra: &[&str]) -> String {
     let cmdeploy = format!("{BUNDLE}/cmdeploy");
-    let mut argv = vec![cmdeploy.as_str(), "run", "--config", HOST_CONFIG];
+    let mut argv = vec![cmdeploy.as_str(), "run", "--ssh-host", "@local"];
+    argv.extend(["--config", HOST_CONFIG]);
     argv.extend(extra);
     let output = host.exec(&argv).unwrap();
     let text = format!(

@@ -9,6 +9,9 @@ use chatmail_core::{AFTER_ALL, Component, Configure, register};
 #[derive(Debug)]
 pub struct Version;
 
+/// Where the record is (`cmdeploy status` reads it).
+pub const PATH: &str = "/etc/chatmail-version";
+
 /// The revision cmdeploy was built from (`git rev-parse HEAD` at build time, or `unknown`).
 pub const SOURCE_REVISION: &str = env!("CMDEPLOY_SOURCE_REVISION");
 
@@ -33,9 +36,7 @@ impl Component for Version {
 
     fn configure(&self, configure: &mut Configure<'_>) -> Result<()> {
         // It restarts nothing.
-        configure
-            .file("/etc/chatmail-version", content())
-            .restarts(&[]);
+        configure.file(PATH, content()).restarts(&[]);
         Ok(())
     }
 }
