@@ -34,8 +34,8 @@ pub use component::{AFTER_ALL, Component, Registration, Registry};
 pub use facts::{Facts, deb_arch};
 pub use plan::{Activate, Configure, Install};
 pub use report::Report;
-pub use state::{PENDING_PATH, RunLock};
-pub use target::{ProcMount, Target, argv};
+pub use state::{PENDING_PATH, RUN_LOCK_DIR, RunLock};
+pub use target::{ProcMount, Target, argv, shell_words};
 pub use template::Templates;
 
 #[doc(hidden)]

@@ -96,7 +96,8 @@ pub fn tail(output: &Output) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-/// argv as a human-readable command line (for messages only; never executed by a shell).
+/// argv as a POSIX shell command line, each word quoted where needed (for messages, and for
+/// crontab lines, which cron hands to `/bin/sh`).
 pub fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|arg| {

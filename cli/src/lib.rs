@@ -3,8 +3,12 @@
 //!
 //! - [`components`]: links the built-in component crates.
 //! - `init`, `run`, `list`, `show`: one module per subcommand.
+//! - `container` (the image's entrypoint and health probes) and `compose` (the compose file
+//!   generated from the registry).
 
 pub mod components;
+mod compose;
+mod container;
 mod init;
 mod list;
 mod run;
@@ -46,6 +50,15 @@ enum Command {
     List(list::Args),
     /// Print the effective settings and where each came from.
     Config,
+    /// Write a compose file that runs the relay from its image, one service per daemon.
+    Compose(compose::Args),
+    /// The image's entrypoint: configure this container, then run one service.
+    Container(container::Args),
+    /// Exit 0 when tcp:HOST:PORT or unix:PATH accepts a connection (health checks).
+    Probe {
+        /// tcp:HOST:PORT or unix:PATH
+        address: String,
+    },
 }
 
 /// Runs the command line with the components linked into this binary.
@@ -57,6 +70,9 @@ pub fn main() -> ExitCode {
         Some(Command::Run(args)) => run::run(&cli.config, cli.verbose, &args),
         Some(Command::List(args)) => list::run(&cli.config, &args),
         Some(Command::Config) => show::run(&cli.config),
+        Some(Command::Compose(args)) => compose::run(&cli.config, &args),
+        Some(Command::Container(args)) => container::run(&cli.config, cli.verbose, &args),
+        Some(Command::Probe { address }) => container::probe(&address),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,6 +17,10 @@ pub struct Args {
     /// Which phases to run, always in the order install, configure, activate.
     #[arg(long, default_value = "install,configure,activate", value_parser = Phases::parse)]
     phase: Phases,
+    /// With `--phase install`: only the Debian packages (an image's first layer, which then
+    /// changes only when the package lists do).
+    #[arg(long)]
+    packages_only: bool,
     /// Show what would change (diffs, packages, restarts) and change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -54,7 +58,13 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<()> {
         false => Some(ProcMount::ensure(&target)?),
     };
     let mut engine = Engine::new(&target, &facts, args.dry_run, verbose)?;
-    let result = engine.run(&plans, args.phase);
+    let result = match args.packages_only {
+        true if args.phase != Phases::INSTALL => Err(anyhow::anyhow!(
+            "--packages-only goes with --phase install only"
+        )),
+        true => engine.install_packages(&plans),
+        false => engine.run(&plans, args.phase),
+    };
     let names: Vec<&str> = plans.iter().map(|p| p.component).collect();
     println!();
     print!("{}", engine.report.summary(&names, args.dry_run));

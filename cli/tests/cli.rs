@@ -1,4 +1,5 @@
-//! The command line without a Debian rootfs: the registry, `init`, `list`, `config`, and
+//! The command line without a Debian rootfs: the registry, `init`, `list`, `config`, the
+//! generated compose file, and
 //! every kind of bad input, each refused with a clear message before the target is touched.
 
 #![allow(clippy::unwrap_used)] // a test fails by panicking
@@ -342,4 +343,39 @@ fn a_second_run_on_the_same_target_is_refused_while_one_holds_the_lock() {
         cmdeploy(&args, &[]).ok,
         "free again once the lock is released"
     );
+}
+
+/// `cmdeploy compose` for fixture configs, compared with the reviewed copies in
+/// `tests/snapshots/compose/` (same `UPDATE_SNAPSHOTS=1` switch).
+#[test]
+fn compose_files_match_the_reviewed_snapshots() {
+    let update = std::env::var("UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1");
+    let snapshots =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/compose");
+    std::fs::create_dir_all(&snapshots).unwrap();
+    let fixtures = [
+        ("underscore-domain.yml", "mail_domain = _chat.example.org\n"),
+        ("ipv4-relay.yml", "mail_domain = 10.0.0.5\n"),
+        (
+            "acme-with-metrics.yml",
+            "mail_domain = chat.example.org\nmtail_address = 127.0.0.1\n",
+        ),
+    ];
+    for (name, body) in fixtures {
+        let dir = tempfile::tempdir().unwrap();
+        let ini = config_file(dir.path(), body);
+        let run = cmdeploy(&["compose", "--config", ini.to_str().unwrap()], &[]);
+        assert!(run.ok, "{}", run.all());
+        let again = cmdeploy(&["compose", "--config", ini.to_str().unwrap()], &[]);
+        assert_eq!(run.stdout, again.stdout, "the output is deterministic");
+        let path = snapshots.join(name);
+        if update {
+            std::fs::write(&path, &run.stdout).unwrap();
+        }
+        let reviewed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            reviewed == run.stdout,
+            "{name} differs from its snapshot\nrun UPDATE_SNAPSHOTS=1 cargo test -p cmdeploy --test snapshots and review the diff"
+        );
+    }
 }
