@@ -40,6 +40,13 @@ impl Phases {
         activate: true,
     };
 
+    /// The install phase alone.
+    pub const INSTALL: Phases = Phases {
+        install: true,
+        configure: false,
+        activate: false,
+    };
+
     /// Parses `install,configure,activate` (any subset, any order, at least one).
     pub fn parse(text: &str) -> Result<Phases> {
         let mut phases = Phases {
@@ -249,6 +256,18 @@ impl<'t> Engine<'t> {
                     .with_context(|| format!("{}: install failed", planned.component))?;
             }
         }
+        self.install_packages(plans)?;
+        for planned in plans {
+            self.install_component(planned.component, &planned.install)
+                .with_context(|| format!("{}: install failed", planned.component))?;
+        }
+        Ok(())
+    }
+
+    /// The package part of install alone: obsolete packages removed, missing ones installed
+    /// in one batch. An image's first layer runs just this, so that it changes only when the
+    /// package lists do.
+    pub fn install_packages(&mut self, plans: &[Planned]) -> Result<()> {
         self.remove_packages(plans)?;
         let installed = dpkg::installed(self.target)?;
         let (missing, wanting) = package_batch(plans, |plan| {
@@ -269,9 +288,23 @@ impl<'t> Engine<'t> {
                 self.accounts = Accounts::read(self.target)?;
             }
         }
+        Ok(())
+    }
+
+    /// Gives every declared runtime volume its owner and mode (a fresh volume is root's):
+    /// what systemd's `RuntimeDirectory=` does on a host, done by a container's entrypoint.
+    pub fn prepare_volumes(&mut self, plans: &[Planned]) -> Result<()> {
         for planned in plans {
-            self.install_component(planned.component, &planned.install)
-                .with_context(|| format!("{}: install failed", planned.component))?;
+            for volume in planned.activate.iter().flat_map(|a| &a.volumes) {
+                if let Some((owner, mode)) = &volume.owner {
+                    let dir = Dir {
+                        path: volume.path.clone(),
+                        owner: owner.clone(),
+                        mode: *mode,
+                    };
+                    self.dir(planned.component, &dir, &[])?;
+                }
+            }
         }
         Ok(())
     }

@@ -39,7 +39,7 @@ pub use component::{AFTER_ALL, Component, Registration, Registry};
 pub use facts::{Facts, deb_arch, kernel_setting};
 pub use plan::{Activate, Configure, Install};
 pub use report::Report;
-pub use state::{PENDING_PATH, RunLock};
+pub use state::{PENDING_PATH, RUN_LOCK_DIR, RunLock};
 pub use systemd::{UnitState, parse_show, show_argv};
 pub use target::{ProcMount, Target, argv, shell_words, tail};
 pub use template::Templates;

@@ -259,8 +259,23 @@ pub struct Service {
 pub struct Foreground {
     /// The command the container execs after configure.
     pub argv: Vec<String>,
-    /// A command that exits 0 while the daemon is healthy (the compose health check).
-    pub health: Option<Vec<String>>,
+    /// Commands run in order after configure and before `argv` (e.g. copying files into a
+    /// chroot, creating a pid directory that systemd would make on a host).
+    pub before: Vec<Vec<String>>,
+    /// How the compose health check tells that the daemon is healthy.
+    pub health: Option<Probe>,
+}
+
+/// A health check of a daemon in a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Probe {
+    /// A TCP connection to this port on 127.0.0.1 succeeds (containers share the host's
+    /// network).
+    Tcp(u16),
+    /// A connection to this Unix socket succeeds.
+    Unix(PathBuf),
+    /// This command exits 0.
+    Command(Vec<String>),
 }
 
 /// Where a container volume lives and what it is for.
@@ -268,7 +283,8 @@ pub struct Foreground {
 pub enum VolumeKind {
     /// Data that must outlive every container (mailboxes, keys, certificates, the mail queue).
     State,
-    /// Unix sockets and other runtime files that daemons in different containers share.
+    /// Unix sockets and other runtime files that daemons in different containers share;
+    /// emptied when the containers go.
     Runtime,
 }
 
@@ -281,6 +297,24 @@ pub struct Volume {
     pub kind: VolumeKind,
     /// Why it is shared, shown in the generated compose file.
     pub why: String,
+    /// Owner and mode the container entrypoint gives the directory before configure (a
+    /// fresh volume is root's); `None` leaves it to configure's declared directories.
+    pub owner: Option<(Owner, u32)>,
+}
+
+/// A periodic job: a systemd timer on a host, a line of the scheduler container's crontab in
+/// containers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Job {
+    /// A name for logs and the crontab comment, e.g. `chatmail-expire`.
+    pub name: String,
+    /// When it runs, as the five time fields of a crontab line (`2 0 * * *`); keep it equal
+    /// to the host timer's `OnCalendar=`.
+    pub schedule: String,
+    /// The user it runs as.
+    pub user: String,
+    /// The command it runs.
+    pub argv: Vec<String>,
 }
 
 impl Service {
@@ -322,24 +356,57 @@ impl Service {
     pub fn foreground(mut self, argv: &[&str]) -> Self {
         self.container = Some(Foreground {
             argv: owned(argv),
+            before: Vec::new(),
             health: None,
         });
         self
     }
 
+    /// Like [`foreground`](Self::foreground), run as `user` (and its group) instead of root,
+    /// as the host's unit does with `User=`: through util-linux's `setpriv`.
+    pub fn foreground_as(self, user: &str, argv: &[&str]) -> Self {
+        let reuid = format!("--reuid={user}");
+        let regid = format!("--regid={user}");
+        let mut full = vec!["setpriv", &reuid, &regid, "--init-groups", "--"];
+        full.extend(argv);
+        self.foreground(&full)
+    }
+
+    /// In a container, `argv` runs before the foreground command (after configure); needs
+    /// [`foreground`](Self::foreground) first.
+    pub fn before(mut self, argv: &[&str]) -> Self {
+        self.foreground_mut().before.push(owned(argv));
+        self
+    }
+
     /// In a container, `argv` exits 0 while the daemon is healthy; needs
     /// [`foreground`](Self::foreground) first.
-    ///
-    /// # Panics
-    /// When no foreground command was declared: a health check without a container to run it
-    /// is a programming error of the component.
-    pub fn health(mut self, argv: &[&str]) -> Self {
-        let foreground = self
-            .container
-            .as_mut()
-            .expect("Service::health needs Service::foreground first");
-        foreground.health = Some(owned(argv));
+    pub fn health(self, argv: &[&str]) -> Self {
+        self.probe(Probe::Command(owned(argv)))
+    }
+
+    /// In a container, the daemon is healthy while `port` on 127.0.0.1 accepts connections.
+    pub fn health_tcp(self, port: u16) -> Self {
+        self.probe(Probe::Tcp(port))
+    }
+
+    /// In a container, the daemon is healthy while the Unix socket `path` accepts connections.
+    pub fn health_unix(self, path: &str) -> Self {
+        self.probe(Probe::Unix(path.into()))
+    }
+
+    fn probe(mut self, probe: Probe) -> Self {
+        self.foreground_mut().health = Some(probe);
         self
+    }
+
+    /// # Panics
+    /// When no foreground command was declared: a container detail without a container to
+    /// run it in is a programming error of the component.
+    fn foreground_mut(&mut self) -> &mut Foreground {
+        self.container
+            .as_mut()
+            .expect("a container detail of a Service needs Service::foreground first")
     }
 }
 
@@ -454,6 +521,8 @@ pub struct ActivatePlan {
     pub attempts: Vec<Attempt>,
     /// Directories shared between containers (ignored on a systemd host).
     pub volumes: Vec<Volume>,
+    /// Periodic jobs (their host form is a timer the component declares as a service).
+    pub jobs: Vec<Job>,
 }
 
 /// The install phase's context: facts about the target and the component's templates, but no
@@ -769,20 +838,33 @@ impl<'a> Activate<'a> {
 
     /// Declares `path` as data that outlives containers (a named volume in compose).
     pub fn state(&mut self, path: impl AsRef<Path>, why: &str) {
-        self.volume(path.as_ref(), VolumeKind::State, why);
+        self.volume(path.as_ref(), VolumeKind::State, why, None);
     }
 
     /// Declares `path` as a runtime directory (Unix sockets) that daemons in different
-    /// containers share.
-    pub fn runtime(&mut self, path: impl AsRef<Path>, why: &str) {
-        self.volume(path.as_ref(), VolumeKind::Runtime, why);
+    /// containers share, owned by `user:group` with `mode` (what systemd's
+    /// `RuntimeDirectory=` does on a host).
+    pub fn runtime(&mut self, path: impl AsRef<Path>, owner: Owner, mode: u32, why: &str) {
+        self.volume(path.as_ref(), VolumeKind::Runtime, why, Some((owner, mode)));
     }
 
-    fn volume(&mut self, path: &Path, kind: VolumeKind, why: &str) {
+    fn volume(&mut self, path: &Path, kind: VolumeKind, why: &str, owner: Option<(Owner, u32)>) {
         self.plan.volumes.push(Volume {
             path: path.to_owned(),
             kind,
             why: why.to_owned(),
+            owner,
+        });
+    }
+
+    /// Declares a periodic job for containers: `argv` as `user` on the crontab `schedule`
+    /// (the host runs the component's timer instead).
+    pub fn job(&mut self, name: &str, schedule: &str, user: &str, argv: &[&str]) {
+        self.plan.jobs.push(Job {
+            name: name.to_owned(),
+            schedule: schedule.to_owned(),
+            user: user.to_owned(),
+            argv: owned(argv),
         });
     }
 
@@ -813,12 +895,14 @@ mod tests {
     fn a_service_carries_its_container_command_and_health_check() {
         let service = Service::running("postfix.service")
             .foreground(&["postfix", "start-fg"])
+            .before(&["/usr/lib/postfix/configure-instance.sh"])
             .health(&["postfix", "status"]);
         assert_eq!(
             service.container,
             Some(Foreground {
                 argv: owned(&["postfix", "start-fg"]),
-                health: Some(owned(&["postfix", "status"])),
+                before: vec![owned(&["/usr/lib/postfix/configure-instance.sh"])],
+                health: Some(Probe::Command(owned(&["postfix", "status"]))),
             })
         );
         assert_eq!(Service::running("postfix.service").container, None);

@@ -118,6 +118,9 @@ impl Pending {
     }
 }
 
+/// Where run locks are kept, on the machine running cmdeploy.
+pub const RUN_LOCK_DIR: &str = "/run/lock/cmdeploy";
+
 /// An exclusive lock on a target, held for the duration of a run.
 #[derive(Debug)]
 pub struct RunLock {
@@ -128,16 +131,7 @@ impl RunLock {
     /// Takes the lock of `target`, kept on this machine (outside the target directory, so
     /// even a dry run of a directory target changes nothing in it).
     pub fn acquire(target: &Target) -> Result<RunLock> {
-        let dir = PathBuf::from("/run/lock/cmdeploy");
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let name: String = target
-            .root()
-            .to_string_lossy()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        let path = dir.join(format!("{name}.lock"));
-        let file = File::create(&path).with_context(|| format!("opening {}", path.display()))?;
+        let (file, path) = Self::open(target)?;
         match file.try_lock() {
             Ok(()) => Ok(RunLock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => bail!(
@@ -149,5 +143,28 @@ impl RunLock {
                 Err(err).with_context(|| format!("locking {}", path.display()))
             }
         }
+    }
+
+    /// Takes the lock of `target`, waiting while another run holds it. Containers share
+    /// [`RUN_LOCK_DIR`] as a volume, so their entrypoints configure one after the other.
+    pub fn wait(target: &Target) -> Result<RunLock> {
+        let (file, path) = Self::open(target)?;
+        file.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(RunLock { _file: file })
+    }
+
+    fn open(target: &Target) -> Result<(File, PathBuf)> {
+        let dir = PathBuf::from(RUN_LOCK_DIR);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let name: String = target
+            .root()
+            .to_string_lossy()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let path = dir.join(format!("{name}.lock"));
+        let file = File::create(&path).with_context(|| format!("opening {}", path.display()))?;
+        Ok((file, path))
     }
 }

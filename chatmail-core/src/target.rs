@@ -99,8 +99,8 @@ pub fn tail(output: &Output) -> String {
 }
 
 /// argv as a POSIX shell command line: plain words as they are, anything else single-quoted.
-/// Used for messages, and for the one place a shell is unavoidable: the command line `ssh`
-/// hands to the remote user's shell.
+/// Used for messages, and where a shell is unavoidable: the command line `ssh` hands to the
+/// remote user's shell, and crontab lines, which cron hands to `/bin/sh`.
 pub fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|arg| {

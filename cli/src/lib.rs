@@ -4,8 +4,12 @@
 //! - [`components`]: links the built-in component crates.
 //! - `init`, `run`, `status`, `list`, `show`, `dns`: one module per subcommand.
 //! - [`remote`]: `--ssh-host`, this machine or a relay over SSH; `ship`: `run` over SSH.
+//! - `container` (the image's entrypoint and health probes) and `compose` (the compose file
+//!   generated from the registry).
 
 pub mod components;
+mod compose;
+mod container;
 mod dns;
 mod init;
 mod list;
@@ -58,6 +62,15 @@ enum Command {
     /// Check the relay's DNS records against its authoritative name servers, or write them
     /// as a zone file (--zonefile).
     Dns(dns::Args),
+    /// Write a compose file that runs the relay from its image, one service per daemon.
+    Compose(compose::Args),
+    /// The image's entrypoint: configure this container, then run one service.
+    Container(container::Args),
+    /// Exit 0 when tcp:HOST:PORT or unix:PATH accepts a connection (health checks).
+    Probe {
+        /// tcp:HOST:PORT or unix:PATH
+        address: String,
+    },
 }
 
 /// Runs the command line with the components linked into this binary.
@@ -72,6 +85,9 @@ pub fn main() -> ExitCode {
         Some(Command::List(args)) => done(list::run(&cli.config, &args)),
         Some(Command::Config) => done(show::run(&cli.config)),
         Some(Command::Dns(args)) => dns::run(&cli.config, cli.verbose, &args),
+        Some(Command::Compose(args)) => done(compose::run(&cli.config, &args)),
+        Some(Command::Container(args)) => done(container::run(&cli.config, cli.verbose, &args)),
+        Some(Command::Probe { address }) => done(container::probe(&address)),
     };
     exit(result)
 }

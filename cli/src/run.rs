@@ -25,6 +25,10 @@ pub struct Args {
     /// Which phases to run, always in the order install, configure, activate.
     #[arg(long, default_value = "install,configure,activate", value_parser = Phases::parse)]
     phase: Phases,
+    /// With `--phase install`: only the Debian packages (an image's first layer, which then
+    /// changes only when the package lists do).
+    #[arg(long)]
+    packages_only: bool,
     /// Show what would change (diffs, packages, restarts) and change nothing. Over SSH the
     /// deploy bundle is still copied to the relay (/usr/local/lib/cmdeploy).
     #[arg(long)]
@@ -116,7 +120,13 @@ fn deploy_here(
         false => Some(ProcMount::ensure(target)?),
     };
     let mut engine = Engine::new(target, facts, args.dry_run, verbose)?;
-    let result = engine.run(plans, args.phase);
+    let result = match args.packages_only {
+        true if args.phase != Phases::INSTALL => Err(anyhow::anyhow!(
+            "--packages-only goes with --phase install only"
+        )),
+        true => engine.install_packages(plans),
+        false => engine.run(plans, args.phase),
+    };
     let names: Vec<&str> = plans.iter().map(|p| p.component).collect();
     println!();
     print!("{}", engine.report.summary(&names, args.dry_run));
@@ -150,7 +160,12 @@ fn remote_args(args: &Args, verbose: bool, bundle: &Bundle) -> Vec<String> {
             out.extend([flag.to_owned(), path]);
         }
     }
-    for (flag, on) in [("--dry-run", args.dry_run), ("--verbose", verbose)] {
+    let flags = [
+        ("--packages-only", args.packages_only),
+        ("--dry-run", args.dry_run),
+        ("--verbose", verbose),
+    ];
+    for (flag, on) in flags {
         if on {
             out.push(flag.to_owned());
         }

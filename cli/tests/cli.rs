@@ -1,4 +1,5 @@
-//! The command line without a Debian rootfs: the registry, `init`, `list`, `config`, and
+//! The command line without a Debian rootfs: the registry, `init`, `list`, `config`, the
+//! generated compose file, and
 //! every kind of bad input, each refused with a clear message before the target is touched.
 
 #![allow(clippy::unwrap_used)] // a test fails by panicking
@@ -438,4 +439,38 @@ fn run_and_status_go_to_the_mail_domain_over_ssh_and_say_when_it_cannot_be_reach
         "{}",
         nowhere.stderr
     );
+}
+
+/// `cmdeploy compose` for fixture configs, compared with the reviewed copies in
+/// `tests/snapshots/compose/` (same `UPDATE_SNAPSHOTS=1` switch).
+#[test]
+fn compose_files_match_the_reviewed_snapshots() {
+    let update = std::env::var("UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1");
+    let snapshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/compose");
+    std::fs::create_dir_all(&snapshots).unwrap();
+    let fixtures = [
+        ("underscore-domain.yml", "mail_domain = _chat.example.org\n"),
+        ("ipv4-relay.yml", "mail_domain = 10.0.0.5\n"),
+        (
+            "acme-with-metrics.yml",
+            "mail_domain = chat.example.org\nmtail_address = 127.0.0.1\n",
+        ),
+    ];
+    for (name, body) in fixtures {
+        let dir = tempfile::tempdir().unwrap();
+        let ini = config_file(dir.path(), body);
+        let run = cmdeploy(&["compose", "--config", ini.to_str().unwrap()], &[]);
+        assert!(run.ok, "{}", run.all());
+        let again = cmdeploy(&["compose", "--config", ini.to_str().unwrap()], &[]);
+        assert_eq!(run.stdout, again.stdout, "the output is deterministic");
+        let path = snapshots.join(name);
+        if update {
+            std::fs::write(&path, &run.stdout).unwrap();
+        }
+        let reviewed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            reviewed == run.stdout,
+            "{name} differs from its snapshot\nrun UPDATE_SNAPSHOTS=1 cargo test -p cmdeploy --test snapshots and review the diff"
+        );
+    }
 }

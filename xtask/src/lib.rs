@@ -4,9 +4,13 @@
 //! - [`host`]: a Debian root directory booted with systemd-nspawn in its own network
 //!   namespace, reachable at its own address on this machine.
 //! - [`bundle`]: cmdeploy and the relay's programs, copied together onto a target.
+//! - [`image`]: the relay's container image (`cargo xtask image`).
+//! - [`docker`]: a Docker engine of the tests' own, started and stopped by them.
 
 pub mod bundle;
+pub mod docker;
 pub mod host;
+pub mod image;
 pub mod rootfs;
 
 use anyhow::{Result, bail};

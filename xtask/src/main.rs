@@ -5,7 +5,7 @@ mod bench;
 mod demo;
 
 use anyhow::{Result, bail};
-use xtask::rootfs;
+use xtask::{image, rootfs};
 
 const HELP: &str = "\
 usage: cargo xtask <task>
@@ -15,6 +15,9 @@ tasks:
   bench        measure install (vs a bare apt-get install) and no-op re-run times
   demo         deploy a relay into a local test host booted with systemd-nspawn
   demo stop    stop that test host
+  image [--engine docker|podman] [--base IMAGE] [--tag TAG] [--binaries DIR]
+               build the relay's container image (default base debian:bookworm, tag
+               chatmail-relay:latest, release binaries built first unless --binaries)
 ";
 
 fn main() -> Result<()> {
@@ -26,6 +29,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Some("bench") => bench::run(),
+        Some("image") => image(&args[1..]),
         Some("demo") => match args.get(1).map(String::as_str) {
             None => demo::start(),
             Some("stop") => demo::stop(),
@@ -37,4 +41,34 @@ fn main() -> Result<()> {
         }
         Some(other) => bail!("unknown task {other:?}\n{HELP}"),
     }
+}
+
+/// `cargo xtask image` with its options.
+fn image(args: &[String]) -> Result<()> {
+    let mut engine = None;
+    let mut base = image::DEFAULT_BASE.to_owned();
+    let mut tag = image::DEFAULT_TAG.to_owned();
+    let mut binaries = None;
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        let Some(value) = rest.next() else {
+            bail!("{flag} needs a value\n{HELP}");
+        };
+        match flag.as_str() {
+            "--engine" => engine = Some(value.clone()),
+            "--base" => base = value.clone(),
+            "--tag" => tag = value.clone(),
+            "--binaries" => binaries = Some(value.into()),
+            other => bail!("unknown option {other:?}\n{HELP}"),
+        }
+    }
+    let options = image::Options {
+        engine: image::Engine::find(engine.as_deref())?,
+        base,
+        tag,
+        binaries,
+    };
+    image::build(&options)?;
+    println!("built {}", options.tag);
+    Ok(())
 }

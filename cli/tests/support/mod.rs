@@ -370,3 +370,38 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (u32, u32, u32, u64
         }
     }
 }
+
+/// Two Delta Chat accounts register by logging in to the relay at `address`, exchange
+/// encrypted messages both ways, and cleartext submission is refused. Returns the client's
+/// JSON report.
+pub fn delta_chat_exchange(address: &str, mail_domain: &str) -> String {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/venv/bin");
+    assert!(
+        venv.join("deltachat-rpc-server").exists(),
+        "run scripts/setup-debian first"
+    );
+    let accounts = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/deltachat_exchange.py");
+    let path = format!(
+        "{}:{}",
+        venv.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = Command::new(venv.join("python"))
+        .arg(script)
+        .arg(address)
+        .arg(mail_domain)
+        .arg(accounts.path().join("accounts"))
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "Delta Chat exchange failed:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(report.contains("\"cleartext_refused\": \"523"), "{report}");
+    eprintln!("delta chat: {report}");
+    report
+}

@@ -78,7 +78,25 @@ impl Component for Acmetool {
     }
 
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
-        activate.service(Service::running("acmetool-redirector.service"));
+        let redirector = [
+            "acmetool",
+            "redirector",
+            "--service.uid=daemon",
+            "--bind=127.0.0.1:402",
+        ];
+        let service = Service::running("acmetool-redirector.service")
+            .foreground(&redirector)
+            .health_tcp(402);
+        activate.service(service);
+        // In containers the daily renewal (the timer's 16:20) is a job; the hook's reloads need systemd, so the
+        // services there read a renewed certificate when restarted.
+        activate.job(
+            "acmetool-reconcile",
+            "20 16 * * *",
+            "root",
+            &["acmetool", "--batch", "reconcile"],
+        );
+        activate.state("/var/lib/acme", "acmetool's account, keys and certificates");
         activate.service(Service::stopped("acmetool-reconcile.service"));
         activate.service(Service::running("acmetool-reconcile.timer"));
         activate.port(402, &["acmetool"]);

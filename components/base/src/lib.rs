@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use chatmail_core::plan::{Owner, User};
-use chatmail_core::{Component, Configure, Install, register};
+use chatmail_core::{Activate, Component, Configure, Install, register};
 use include_dir::{Dir, include_dir};
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templates/base");
@@ -36,6 +36,15 @@ impl Component for Base {
         let config = configure.config;
         configure.dir(&config.mailboxes_dir, Owner::new("vmail", "vmail"), 0o700);
         configure.file("/etc/mailname", format!("{}\n", config.mail_domain));
+        Ok(())
+    }
+
+    fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
+        let mailboxes = &activate.config.mailboxes_dir;
+        activate.state(
+            mailboxes,
+            "the mailboxes, with each account's password hash and push tokens",
+        );
         Ok(())
     }
 }

@@ -24,15 +24,26 @@ const PROGRAMS: [&str; 6] = [
     "chatmail-fsreport",
 ];
 
-/// The dict services Dovecot talks to.
-const DAEMONS: [&str; 3] = [
-    "doveauth.service",
-    "lastlogin.service",
-    "chatmail-metadata.service",
+/// The dict services Dovecot talks to: unit, program and socket directory.
+const DAEMONS: [(&str, &str, &str); 3] = [
+    ("doveauth.service", "doveauth", "/run/doveauth"),
+    ("lastlogin.service", "lastlogin", "/run/chatmail-lastlogin"),
+    (
+        "chatmail-metadata.service",
+        "chatmail-metadata",
+        "/run/chatmail-metadata",
+    ),
 ];
 
 /// Daily jobs: the service runs from its timer only.
 const JOBS: [&str; 2] = ["chatmail-expire", "chatmail-fsreport"];
+
+/// The jobs in containers: name, crontab time (the timers' `OnCalendar=`) and arguments
+/// after the settings file.
+const CONTAINER_JOBS: [(&str, &str, &[&str]); 2] = [
+    ("chatmail-expire", "2 0 * * *", &["-v", "--remove"]),
+    ("chatmail-fsreport", "2 8 * * *", &[]),
+];
 
 impl Component for Chatmaild {
     fn name(&self) -> &'static str {
@@ -54,7 +65,9 @@ impl Component for Chatmaild {
         }
         install.bundled_binary("newemail", "/usr/lib/cgi-bin/newemail");
         install.dir("/usr/local/lib/chatmaild", Owner::root(), 0o755);
-        let units = DAEMONS.iter().map(|unit| (*unit).to_owned()).chain(
+        // The scheduler of the daily jobs in containers, where no systemd runs the timers.
+        install.packages(&["cron"]);
+        let units = DAEMONS.iter().map(|(unit, _, _)| (*unit).to_owned()).chain(
             JOBS.iter()
                 .flat_map(|job| [format!("{job}.service"), format!("{job}.timer")]),
         );
@@ -71,8 +84,20 @@ impl Component for Chatmaild {
     }
 
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
-        for unit in DAEMONS {
-            activate.service(Service::running(unit));
+        for (unit, program, dir) in DAEMONS {
+            let socket = format!("{dir}/{}.socket", socket_name(program));
+            let service = Service::running(unit)
+                .foreground_as("vmail", &[program, &socket, RELAY_SETTINGS_PATH])
+                .health_unix(&socket);
+            activate.service(service);
+            let why = format!("{program}'s socket, which Dovecot connects to");
+            activate.runtime(dir, Owner::new("vmail", "vmail"), 0o755, &why);
+        }
+        for (name, schedule, args) in CONTAINER_JOBS {
+            let program = format!("/usr/local/bin/{name}");
+            let mut argv = vec![program.as_str(), RELAY_SETTINGS_PATH];
+            argv.extend(args);
+            activate.job(name, schedule, "vmail", &argv);
         }
         for job in JOBS {
             activate.service(Service::stopped(&format!("{job}.service")));
@@ -80,6 +105,11 @@ impl Component for Chatmaild {
         }
         Ok(())
     }
+}
+
+/// The socket's file name: the program's name without the `chatmail-` prefix.
+fn socket_name(program: &str) -> &str {
+    program.strip_prefix("chatmail-").unwrap_or(program)
 }
 
 register!(Chatmaild);

@@ -70,7 +70,10 @@ impl Component for Dovecot {
     }
 
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
-        activate.service(Service::running("dovecot.service"));
+        let service = Service::running("dovecot.service")
+            .foreground(&["dovecot", "-F"])
+            .health_tcp(993);
+        activate.service(service);
         activate.port(143, &["imap-login", "dovecot"]);
         activate.port(993, &["imap-login", "dovecot"]);
         if activate.config.mtail_address.is_some() {

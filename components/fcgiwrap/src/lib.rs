@@ -1,9 +1,14 @@
 //! `fcgiwrap`: runs CGI programs for nginx over `/run/fcgiwrap.socket`; nginx's `/new`
-//! (account creation) goes through it.
+//! (account creation) goes through it. In containers it runs on its own socket directory,
+//! [`CONTAINER_SOCKET`], shared with the nginx container.
 
 use anyhow::Result;
-use chatmail_core::plan::Service;
+use chatmail_core::plan::{Owner, Service};
 use chatmail_core::{Activate, Component, Install, register};
+
+/// fcgiwrap's socket in containers (Debian's socket unit makes `/run/fcgiwrap.socket` on a
+/// host); a directory of its own, so that it can be a volume.
+pub const CONTAINER_SOCKET: &str = "/run/fcgiwrap/fcgiwrap.socket";
 
 /// The FastCGI wrapper.
 #[derive(Debug)]
@@ -27,7 +32,18 @@ impl Component for Fcgiwrap {
     /// saw it not start on its own.
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
         activate.service(Service::running("fcgiwrap.socket"));
-        activate.service(Service::running("fcgiwrap.service"));
+        let socket = format!("unix:{CONTAINER_SOCKET}");
+        let service = Service::running("fcgiwrap.service")
+            .foreground_as("www-data", &["fcgiwrap", "-s", &socket])
+            .health_unix(CONTAINER_SOCKET);
+        activate.service(service);
+        let owner = Owner::new("www-data", "www-data");
+        activate.runtime(
+            "/run/fcgiwrap",
+            owner,
+            0o755,
+            "fcgiwrap's socket, used by nginx",
+        );
         Ok(())
     }
 }

@@ -10,7 +10,11 @@ use include_dir::{Dir, include_dir};
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templates/filtermail");
 
-const UNITS: [&str; 2] = ["filtermail.service", "filtermail-incoming.service"];
+/// The units and the mode each runs filtermail in.
+const UNITS: [(&str, &str); 2] = [
+    ("filtermail.service", "outgoing"),
+    ("filtermail-incoming.service", "incoming"),
+];
 
 /// The encryption-enforcing mail filter.
 #[derive(Debug)]
@@ -31,7 +35,7 @@ impl Component for Filtermail {
 
     fn install(&self, install: &mut Install<'_>) -> Result<()> {
         install.bundled_binary("filtermail", "/usr/local/bin/filtermail");
-        for unit in UNITS {
+        for (unit, _) in UNITS {
             install.template(&format!("/etc/systemd/system/{unit}"), unit)?;
         }
         Ok(())
@@ -43,10 +47,18 @@ impl Component for Filtermail {
     }
 
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
-        for unit in UNITS {
-            activate.service(Service::running(unit));
-        }
         let config = activate.config;
+        let health = [
+            config.filtermail_smtp_port,
+            config.filtermail_smtp_port_incoming,
+        ];
+        for ((unit, mode), port) in UNITS.into_iter().zip(health) {
+            let argv = ["filtermail", RELAY_SETTINGS_PATH, mode];
+            let service = Service::running(unit)
+                .foreground_as("vmail", &argv)
+                .health_tcp(port);
+            activate.service(service);
+        }
         for port in [
             config.filtermail_smtp_port,
             config.filtermail_smtp_port_incoming,

@@ -81,7 +81,11 @@ impl Component for IrohRelay {
     /// Upstream started it even when `iroh_relay` points elsewhere; here it is stopped then.
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
         if activate.config.enable_iroh_relay {
-            activate.service(Service::running(UNIT));
+            let argv = [DEST, "--config-path", "/etc/iroh-relay.toml"];
+            let service = Service::running(UNIT)
+                .foreground_as("iroh", &argv)
+                .health_tcp(3340);
+            activate.service(service);
             activate.port(3340, &["iroh-relay"]);
         } else {
             activate.service(Service::stopped(UNIT));

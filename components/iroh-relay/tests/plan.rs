@@ -131,7 +131,21 @@ fn it_runs_only_when_iroh_relay_is_not_set() {
     let facts = facts("x86_64", empty.path());
     let own = plan(&facts, Some("mail_domain = chat.example.org\n")).unwrap();
     let activate = own.activate.unwrap();
-    assert_eq!(activate.services, [Service::running("iroh-relay.service")]);
+    let running = Service::running("iroh-relay.service")
+        .foreground_as(
+            "iroh",
+            &[
+                "/usr/local/bin/iroh-relay",
+                "--config-path",
+                "/etc/iroh-relay.toml",
+            ],
+        )
+        .health_tcp(3340);
+    assert_eq!(
+        activate.services,
+        [running],
+        "in a container too, as the iroh user"
+    );
     assert_eq!(activate.ports.len(), 1);
     assert_eq!(activate.ports[0].port, 3340);
     assert_eq!(activate.ports[0].allowed, ["iroh-relay"]);

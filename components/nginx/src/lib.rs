@@ -40,10 +40,17 @@ impl Component for Nginx {
     }
 
     fn configure(&self, configure: &mut Configure<'_>) -> Result<()> {
+        let fcgiwrap_socket = match configure.facts.container {
+            true => chatmail_fcgiwrap::CONTAINER_SOCKET,
+            false => "/run/fcgiwrap.socket",
+        };
         configure.template(
             "/etc/nginx/nginx.conf",
             "nginx.conf.j2",
-            BTreeMap::from([("newemail_cgi", NEWEMAIL_CGI)]),
+            BTreeMap::from([
+                ("newemail_cgi", NEWEMAIL_CGI),
+                ("fcgiwrap_socket", fcgiwrap_socket),
+            ]),
         )?;
         // Static files: nginx serves them as they are, nothing to restart.
         configure
@@ -65,7 +72,10 @@ impl Component for Nginx {
     }
 
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
-        activate.service(Service::running("nginx.service"));
+        let service = Service::running("nginx.service")
+            .foreground(&["nginx", "-g", "daemon off;"])
+            .health_tcp(443);
+        activate.service(service);
         activate.port(80, &["acmetool", "nginx"]);
         activate.port(443, &["nginx"]);
         activate.port(8443, &["nginx"]);

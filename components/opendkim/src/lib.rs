@@ -77,7 +77,14 @@ impl Component for Opendkim {
     }
 
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
-        activate.service(Service::running("opendkim.service"));
+        let service = Service::running("opendkim.service")
+            .foreground(&["opendkim", "-f", "-x", "/etc/opendkim.conf"])
+            .health_unix("/var/spool/postfix/opendkim/opendkim.sock");
+        activate.service(service);
+        // Its pid file directory, made by systemd on a host.
+        let run = Owner::new("opendkim", "opendkim");
+        activate.runtime("/run/opendkim", run, 0o755, "OpenDKIM's pid file");
+        activate.state("/etc/dkimkeys", "the DKIM signing key, made once");
         Ok(())
     }
 }

@@ -61,7 +61,16 @@ impl Component for Postfix {
     }
 
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
-        activate.service(Service::running("postfix.service"));
+        // Debian's start script copies what the chrooted daemons need into the spool first.
+        let service = Service::running("postfix.service")
+            .foreground(&["postfix", "start-fg"])
+            .before(&["/usr/lib/postfix/configure-instance.sh", "-"])
+            .health(&["postfix", "status"]);
+        activate.service(service);
+        activate.state(
+            "/var/spool/postfix",
+            "the mail queue, and the sockets of Dovecot (LMTP, auth) and OpenDKIM that Postfix uses",
+        );
         let config = activate.config;
         let ports = [
             25,

@@ -18,6 +18,10 @@ static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templat
 /// Where the ACME mode's stand-in certificates are made, one directory per domain.
 pub const STANDIN_DIR: &str = "/var/lib/chatmail-tls/standin";
 
+/// Where a container keeps its self-signed certificate and key (a state volume); the paths
+/// the services read are links to them, made in each container's own layer.
+pub const CONTAINER_SELF_SIGNED: &str = "/var/lib/chatmail-tls/self-signed";
+
 /// A file inside each stand-in directory: while the link reaches it, the stand-in is in use.
 pub const STANDIN_MARKER: &str = "STAND-IN";
 
@@ -59,6 +63,21 @@ impl Component for Tls {
                     (),
                 )?;
             }
+            TlsMode::SelfSigned if configure.facts.container => {
+                // /etc/ssl cannot be a volume (it holds the image's CA certificates): the pair
+                // lives in the state volume, and the usual paths link to it.
+                let dir = Path::new(CONTAINER_SELF_SIGNED);
+                configure.dir(dir, Owner::root(), 0o700);
+                let (cert, key) = (dir.join("fullchain"), dir.join("privkey"));
+                self_signed(configure, bare, &cert, &key);
+                for (link, to) in [(&tls.cert_path, &cert), (&tls.key_path, &key)] {
+                    configure.generate(Generate {
+                        creates: vec![link.clone()],
+                        argv: argv(&["ln", "-s", &to.to_string_lossy(), &link.to_string_lossy()]),
+                        owner: None,
+                    });
+                }
+            }
             TlsMode::SelfSigned => {
                 self_signed(configure, bare, &tls.cert_path, &tls.key_path);
             }
@@ -94,8 +113,13 @@ impl Component for Tls {
     }
 
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
-        if activate.config.tls.mode == TlsMode::External {
-            activate.service(Service::running("tls-cert-reload.path"));
+        match activate.config.tls.mode {
+            // In containers the operator mounts the certificate files at the configured paths.
+            TlsMode::External => activate.service(Service::running("tls-cert-reload.path")),
+            TlsMode::SelfSigned | TlsMode::Acme => activate.state(
+                "/var/lib/chatmail-tls",
+                "the relay's certificate and key, made once (self-signed, or the ACME stand-in and link)",
+            ),
         }
         Ok(())
     }

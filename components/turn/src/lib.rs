@@ -14,6 +14,7 @@ static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templat
 pub struct Turn;
 
 const SECRET: &str = "/etc/chatmail-turn/secret";
+const SOCKET: &str = "/run/chatmail-turn/turn.socket";
 
 impl Component for Turn {
     fn name(&self) -> &'static str {
@@ -50,7 +51,24 @@ impl Component for Turn {
     }
 
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
-        activate.service(Service::running("turnserver.service"));
+        let realm = activate.config.mail_domain_bare.clone();
+        let argv = [
+            "chatmail-turn",
+            "--realm",
+            &realm,
+            "--socket",
+            SOCKET,
+            "--secret-file",
+            SECRET,
+        ];
+        let service = Service::running("turnserver.service")
+            .foreground_as("vmail", &argv)
+            .health_unix(SOCKET);
+        activate.service(service);
+        let vmail = Owner::new("vmail", "vmail");
+        let why = "chatmail-turn's credentials socket, asked by chatmail-metadata";
+        activate.runtime("/run/chatmail-turn", vmail, 0o755, why);
+        activate.state("/etc/chatmail-turn", "the TURN secret, made once");
         Ok(())
     }
 }

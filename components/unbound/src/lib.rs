@@ -70,7 +70,10 @@ impl Component for Unbound {
         // Stopped and masked before unbound starts, so that port 53 is free.
         activate.service(Service::masked("systemd-resolved.service"));
         activate.service(Service::stopped("unbound-resolvconf.service"));
-        activate.service(Service::running("unbound.service"));
+        let service = Service::running("unbound.service")
+            .foreground(&["unbound", "-d", "-p"])
+            .health_tcp(53);
+        activate.service(service);
         // systemd-resolved may hold port 53 before the first run: it is masked above.
         activate.port(53, &["unbound", "systemd-resolve"]);
         Ok(())

@@ -120,3 +120,29 @@ fn a_bad_component_setting_is_refused_before_the_target_is_touched() {
     );
     assert_eq!(std::fs::read_dir(target.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn compose_runs_blackbox_as_a_service_of_its_own_with_its_health_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::config_file(dir.path(), "mail_domain = _chat.example.org\n");
+    let compose = support::run(&["compose", "--config", config.to_str().unwrap()], &[]);
+    assert!(compose.ok, "{}", compose.stderr);
+    let service: Vec<&str> = compose
+        .stdout
+        .lines()
+        .skip_while(|line| *line != "  prometheus-blackbox-exporter:")
+        .skip(1)
+        .take_while(|line| line.starts_with("    "))
+        .collect();
+    for expected in [
+        r#"    command: ["prometheus-blackbox-exporter"]"#,
+        "    network_mode: host",
+        r#"      test: ["CMD", "curl", "--fail", "--silent", "--show-error", "http://127.0.0.1:9115/-/healthy"]"#,
+        "        condition: service_completed_successfully",
+    ] {
+        assert!(
+            service.contains(&expected),
+            "{expected:?} not in {service:#?}"
+        );
+    }
+}

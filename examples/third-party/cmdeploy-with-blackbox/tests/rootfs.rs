@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chatmail_core::config::Config;
+use chatmail_core::plan::Probe;
 use chatmail_core::{Component, Facts, Target, Templates, engine};
 
 const PORT: &str = "19115";
@@ -24,7 +25,10 @@ fn container_commands(config: &Config, root: &Path) -> (Vec<String>, Vec<String>
     let plans = engine::plan(&components, Some(config), &facts, &templates).unwrap();
     let service = &plans[0].activate.as_ref().unwrap().services[0];
     let foreground = service.container.clone().unwrap();
-    (foreground.argv, foreground.health.unwrap())
+    match foreground.health {
+        Some(Probe::Command(health)) => (foreground.argv, health),
+        other => panic!("the health check is a command: {other:?}"),
+    }
 }
 
 fn chroot(root: &Path, argv: &[String]) -> Command {

@@ -1,0 +1,222 @@
+//! `cmdeploy compose`: a compose file for the relay's image, generated from the registry:
+//! one service per declared container daemon (plus `init` and, with jobs, `cron`), each with
+//! its health check, and the declared state and runtime directories as named volumes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use chatmail_core::plan::{Probe, VolumeKind};
+use chatmail_core::{RUN_LOCK_DIR, Registry};
+
+use crate::container::{self, CRON, INIT};
+
+/// Where the image expects the settings file (its `CHATMAIL_INI`).
+pub const IMAGE_INI: &str = "/etc/chatmail/chatmail.ini";
+/// The entrypoint executable inside the image (the health checks run it).
+pub const IMAGE_CMDEPLOY: &str = "/usr/local/bin/cmdeploy";
+/// The image `cargo xtask image` tags by default.
+pub const DEFAULT_IMAGE: &str = "chatmail-relay:latest";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The relay image the services run (built with `cargo xtask image`).
+    #[arg(long, default_value = DEFAULT_IMAGE)]
+    image: String,
+    /// Write the compose file here instead of printing it.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Directory of template overrides (as for `run`).
+    #[arg(long, env = "CMDEPLOY_TEMPLATES", value_name = "DIR")]
+    templates: Option<PathBuf>,
+}
+
+/// One named volume: where it is mounted, whether it is runtime-only, and why.
+struct Volume {
+    path: PathBuf,
+    kind: VolumeKind,
+    why: String,
+}
+
+pub fn run(config_path: &Path, args: &Args) -> Result<()> {
+    let registry = Registry::linked()?;
+    let config = crate::load_config(config_path, &registry)?;
+    let plans = container::plan(&registry, &config, args.templates.as_deref())?;
+    let ini_name = config_path
+        .file_name()
+        .map_or("chatmail.ini".into(), |n| n.to_string_lossy().into_owned());
+    let text = render(&plans, &args.image, &ini_name, &config.mail_domain)?;
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+        }
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+/// The compose file's text: services in registry order, volumes by name.
+fn render(
+    plans: &[chatmail_core::engine::Planned],
+    image: &str,
+    ini_name: &str,
+    domain: &str,
+) -> Result<String> {
+    let mut volumes: BTreeMap<String, Volume> = BTreeMap::new();
+    for volume in plans
+        .iter()
+        .flat_map(|p| p.activate.iter().flat_map(|a| &a.volumes))
+    {
+        volumes.insert(
+            volume_name(&volume.path),
+            Volume {
+                path: volume.path.clone(),
+                kind: volume.kind,
+                why: volume.why.clone(),
+            },
+        );
+    }
+    volumes.insert(
+        volume_name(Path::new(RUN_LOCK_DIR)),
+        Volume {
+            path: RUN_LOCK_DIR.into(),
+            kind: VolumeKind::Runtime,
+            why: "the configure lock every container's entrypoint takes".into(),
+        },
+    );
+    let mounts: Vec<String> = std::iter::once(format!("./{ini_name}:{IMAGE_INI}:ro"))
+        .chain(
+            volumes
+                .iter()
+                .map(|(name, v)| format!("{name}:{}", v.path.display())),
+        )
+        .collect();
+
+    let mut out = String::new();
+    writeln!(
+        out,
+        "# The chatmail relay {domain} in containers: written by `cmdeploy compose` from the\n\
+         # component registry. Keep it beside {ini_name}; after changing the settings or\n\
+         # upgrading the image, write it again and run `docker-compose up -d`.\n\
+         version: \"3.9\"\n\
+         services:"
+    )?;
+    service(&mut out, INIT, image, &mounts, None, false)?;
+    for (name, foreground) in container::daemons(plans) {
+        service(
+            &mut out,
+            &name,
+            image,
+            &mounts,
+            foreground.health.as_ref(),
+            true,
+        )?;
+    }
+    if !container::jobs(plans).is_empty() {
+        service(&mut out, CRON, image, &mounts, None, true)?;
+    }
+    writeln!(out, "volumes:")?;
+    for (name, volume) in &volumes {
+        writeln!(out, "  # {}", volume.why)?;
+        match volume.kind {
+            VolumeKind::State => writeln!(out, "  {name}: {{}}")?,
+            VolumeKind::Runtime => writeln!(
+                out,
+                "  {name}:\n    driver_opts: {{type: tmpfs, device: tmpfs, o: \"mode=0755\"}}"
+            )?,
+        }
+    }
+    Ok(out)
+}
+
+/// Appends one service: host networking, the settings file and every volume mounted.
+fn service(
+    out: &mut String,
+    name: &str,
+    image: &str,
+    mounts: &[String],
+    health: Option<&Probe>,
+    daemon: bool,
+) -> Result<()> {
+    writeln!(out, "  {name}:")?;
+    writeln!(out, "    image: {image}")?;
+    writeln!(out, "    command: [{}]", quoted(&[name.to_owned()]))?;
+    writeln!(out, "    network_mode: host")?;
+    if daemon {
+        writeln!(out, "    restart: unless-stopped")?;
+        writeln!(out, "    depends_on:")?;
+        writeln!(out, "      {INIT}:")?;
+        writeln!(out, "        condition: service_completed_successfully")?;
+    } else {
+        writeln!(out, "    restart: \"no\"")?;
+    }
+    if let Some(probe) = health {
+        let test = match probe {
+            Probe::Tcp(port) => vec![
+                IMAGE_CMDEPLOY.to_owned(),
+                "probe".to_owned(),
+                format!("tcp:127.0.0.1:{port}"),
+            ],
+            Probe::Unix(path) => vec![
+                IMAGE_CMDEPLOY.to_owned(),
+                "probe".to_owned(),
+                format!("unix:{}", path.display()),
+            ],
+            Probe::Command(argv) => argv.clone(),
+        };
+        writeln!(out, "    healthcheck:")?;
+        writeln!(out, "      test: [\"CMD\", {}]", quoted(&test))?;
+        writeln!(out, "      interval: 5s")?;
+        writeln!(out, "      timeout: 5s")?;
+        writeln!(out, "      retries: 5")?;
+        writeln!(out, "      start_period: 60s")?;
+    }
+    writeln!(out, "    volumes:")?;
+    for mount in mounts {
+        writeln!(out, "      - {}", quoted(std::slice::from_ref(mount)))?;
+    }
+    Ok(())
+}
+
+/// A volume's name from its path: `/var/spool/postfix` → `var-spool-postfix`.
+fn volume_name(path: &Path) -> String {
+    let name: String = path
+        .to_string_lossy()
+        .trim_matches('/')
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '.' => c,
+            _ => '-',
+        })
+        .collect();
+    name.trim_matches('-').to_owned()
+}
+
+/// YAML flow items: each string double-quoted (JSON escaping is valid YAML).
+fn quoted(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|item| format!("{item:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_names_are_paths_with_dashes() {
+        assert_eq!(
+            volume_name(Path::new("/var/spool/postfix")),
+            "var-spool-postfix"
+        );
+        assert_eq!(
+            volume_name(Path::new("/home/vmail/mail/[10.0.0.1]")),
+            "home-vmail-mail--10.0.0.1"
+        );
+    }
+}

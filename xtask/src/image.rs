@@ -1,0 +1,188 @@
+//! `cargo xtask image`: the relay's container image, built with the engine at hand (docker or
+//! podman) from a base image, with only `cmdeploy run --phase install` run inside.
+//!
+//! Layers, cheapest to change last: the Debian packages (a `--packages-only` install run by a
+//! copy of cmdeploy that is refreshed only when the package list changes, so the layer is
+//! cached across code changes), then cmdeploy and the relay's programs (templates are inside
+//! cmdeploy) with the rest of the install phase, then the labels.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{bundle, check, workspace};
+
+/// The base image unless `--base` says otherwise.
+pub const DEFAULT_BASE: &str = "debian:bookworm";
+/// The tag unless `--tag` says otherwise (what `cmdeploy compose` names by default).
+pub const DEFAULT_TAG: &str = "chatmail-relay:latest";
+
+/// A container engine's command line: its program and extra environment.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub program: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl Engine {
+    /// `docker` or `podman` by name, or the first of them on `PATH` when `None`.
+    pub fn find(name: Option<&str>) -> Result<Engine> {
+        let candidates = match name {
+            Some(name @ ("docker" | "podman")) => vec![name],
+            Some(other) => bail!("unknown engine {other:?}; use docker or podman"),
+            None => vec!["docker", "podman"],
+        };
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        for candidate in &candidates {
+            for dir in std::env::split_paths(&path) {
+                let program = dir.join(candidate);
+                if program.is_file() {
+                    return Ok(Engine {
+                        program,
+                        env: Vec::new(),
+                    });
+                }
+            }
+        }
+        bail!(
+            "no container engine found on PATH (looked for {})",
+            candidates.join(", ")
+        )
+    }
+
+    /// A command of this engine.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.program);
+        command.args(args);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+}
+
+/// What to build.
+#[derive(Debug)]
+pub struct Options {
+    pub engine: Engine,
+    pub base: String,
+    pub tag: String,
+    /// Directory holding cmdeploy and the relay's programs; `None` builds them in release mode.
+    pub binaries: Option<PathBuf>,
+}
+
+/// Builds the image; returns the build context directory used.
+pub fn build(options: &Options) -> Result<PathBuf> {
+    let binaries = match &options.binaries {
+        Some(dir) => dir.clone(),
+        None => {
+            check(
+                Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                    .args(["build", "--release", "--workspace", "--bins"])
+                    .current_dir(workspace()),
+            )?;
+            workspace().join("target/release")
+        }
+    };
+    let cmdeploy = binaries.join("cmdeploy");
+    let context = workspace().join("target/image/context");
+    // The relay's programs: replaced as a whole, so a program dropped from the list goes.
+    let bin = context.join("bin");
+    if bin.exists() {
+        std::fs::remove_dir_all(&bin)?;
+    }
+    bundle::copy(&cmdeploy, &bin)?;
+    refresh_packages_stage(&cmdeploy, &context.join("packages"))?;
+    std::fs::write(context.join("Dockerfile"), dockerfile())?;
+    let revision = revision();
+    let labels = [
+        format!(
+            "org.opencontainers.image.version={}",
+            env!("CARGO_PKG_VERSION")
+        ),
+        format!("org.opencontainers.image.revision={revision}"),
+        format!("org.opencontainers.image.source={}", source()),
+    ];
+    let base = format!("BASE={}", options.base);
+    let mut build = options
+        .engine
+        .command(&["build", "--tag", &options.tag, "--build-arg", &base]);
+    // The package layer reaches the Debian mirror through the host's network: engines
+    // started without a bridge (as the tests' is) have no other.
+    build.arg("--network=host");
+    for label in &labels {
+        build.args(["--label", label]);
+    }
+    build.arg(&context);
+    check(&mut build).context("building the image")?;
+    Ok(context)
+}
+
+/// The copy of cmdeploy that installs the packages, replaced only when the package list it
+/// prints changed: an unchanged file keeps the engine's cached package layer.
+fn refresh_packages_stage(cmdeploy: &Path, stage: &Path) -> Result<()> {
+    let output = Command::new(cmdeploy)
+        .args(["list", "--packages", "--config", "/nonexistent"])
+        .output()
+        .with_context(|| format!("running {}", cmdeploy.display()))?;
+    if !output.status.success() {
+        bail!(
+            "cmdeploy list --packages failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let list = stage.join("packages.txt");
+    if std::fs::read(&list).ok().as_deref() == Some(&output.stdout[..])
+        && stage.join("cmdeploy").exists()
+    {
+        return Ok(());
+    }
+    std::fs::create_dir_all(stage)?;
+    std::fs::copy(cmdeploy, stage.join("cmdeploy"))?;
+    std::fs::write(&list, &output.stdout)?;
+    Ok(())
+}
+
+/// The Dockerfile: packages first, programs next (copied straight to where install puts
+/// them, so install finds them in place and the image holds one copy).
+fn dockerfile() -> String {
+    "\
+# Written by `cargo xtask image`.
+ARG BASE
+FROM ${BASE}
+ENV CHATMAIL_INI=/etc/chatmail/chatmail.ini
+# 1. Debian packages only: rebuilt only when a component's package list changes.
+COPY packages/ /usr/local/lib/cmdeploy-packages/
+RUN /usr/local/lib/cmdeploy-packages/cmdeploy run --ssh-host @local --phase install \\
+        --packages-only --config /nonexistent \\
+    && rm -rf /usr/local/lib/cmdeploy-packages /var/lib/apt/lists/* /var/cache/apt/*.bin
+# 2. cmdeploy (templates inside) and the relay's programs, then the rest of install: users,
+#    directories, deployment-independent files. Changes with every code change, quickly.
+COPY bin/ /usr/local/bin/
+RUN [\"cmdeploy\", \"run\", \"--ssh-host\", \"@local\", \"--phase\", \"install\", \"--config\", \"/nonexistent\"]
+ENTRYPOINT [\"cmdeploy\", \"container\"]
+CMD [\"--help\"]
+"
+    .to_owned()
+}
+
+/// The source revision (`git rev-parse HEAD`), or `unknown` outside a checkout.
+fn revision() -> String {
+    Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(workspace())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or("unknown".into(), |o| {
+            String::from_utf8_lossy(&o.stdout).trim().to_owned()
+        })
+}
+
+/// The repository named in the workspace's Cargo.toml.
+fn source() -> String {
+    let manifest = std::fs::read_to_string(workspace().join("Cargo.toml")).unwrap_or_default();
+    manifest
+        .lines()
+        .find_map(|line| line.strip_prefix("repository = "))
+        .map_or("unknown".into(), |value| value.trim_matches('"').to_owned())
+}
