@@ -1,7 +1,6 @@
 //! `cmdeploy dns`: the DNS records the relay needs, checked against its authoritative name
 //! servers, or written as a zone file.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -11,6 +10,7 @@ use chatmail_core::{Registry, Target, argv};
 use chatmail_dns::{Dns, RelayData, Report, check_zone, zone};
 
 use crate::remote::{Place, Ssh, SshArgs};
+use crate::say::{green, red};
 use crate::ship::{self, Bundle};
 
 #[derive(Debug, clap::Args)]
@@ -148,22 +148,5 @@ fn print_report(report: &Report, dkim_line: &str, dkim_web_line: &str) {
     }
     if report.all_set() {
         green("Great! All your DNS entries are verified and correct.");
-    }
-}
-
-/// A failure message on stderr, red on a terminal.
-fn red(message: &str) {
-    colored(message, 31);
-}
-
-/// A success message on stderr, green on a terminal.
-fn green(message: &str) {
-    colored(message, 32);
-}
-
-fn colored(message: &str, color: u8) {
-    match std::io::stderr().is_terminal() {
-        true => eprintln!("\x1b[{color}m{message}\x1b[0m"),
-        false => eprintln!("{message}"),
     }
 }

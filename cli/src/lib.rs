@@ -15,6 +15,7 @@ mod init;
 mod list;
 pub mod remote;
 mod run;
+mod say;
 mod ship;
 mod show;
 mod status;

@@ -5,11 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use chatmail_core::config::Config;
+use chatmail_core::config::{Config, TlsMode};
 use chatmail_core::engine::{self, Engine, Phases, Planned};
 use chatmail_core::{Facts, ProcMount, Registry, RunLock, Target, Templates};
 
+use chatmail_dns::{Dns, RelayData};
+
 use crate::remote::{Place, SshArgs};
+use crate::say::{green, red};
 use crate::ship::{self, Bundle};
 
 #[derive(Debug, clap::Args)]
@@ -33,6 +36,18 @@ pub struct Args {
     /// deploy bundle is still copied to the relay (/usr/local/lib/cmdeploy).
     #[arg(long)]
     dry_run: bool,
+    /// Do not check the relay's DNS first. Otherwise the relay must resolve its domain to an
+    /// address (A or AAAA), and in ACME mode `mta-sts.` and `www.` must be CNAMEs of it;
+    /// IPv4 relays and `--root` skip the check anyway.
+    #[arg(long)]
+    skip_dns_check: bool,
+    /// Deploy everything, but keep Dovecot and Postfix stopped and disabled (e.g. while the
+    /// mail moves from another server).
+    #[arg(long)]
+    disable_mail: bool,
+    /// Deploy only the website (the same as `--only website`).
+    #[arg(long, conflicts_with_all = ["only", "skip"])]
+    website_only: bool,
     /// Deploy into this directory on this machine instead of a running system (commands run
     /// in a chroot); implies `--ssh-host @local`.
     #[arg(long, value_name = "DIR")]
@@ -67,7 +82,10 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<ExitCode> {
             ),
         },
     };
-    let components = registry.select(&args.only, &args.skip)?;
+    let components = match args.website_only {
+        true => registry.select(&[WEBSITE.to_owned()], &[])?,
+        false => registry.select(&args.only, &args.skip)?,
+    };
     // Over SSH the plan is made here too: bad settings or templates fail before the relay is
     // touched, and the plan names the programs to ship.
     let root = match &place {
@@ -77,10 +95,30 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<ExitCode> {
     let target = Target::new(root, verbose)?;
     let facts = Facts::detect(&target, crate::binaries_dir(args.binaries.as_deref())?);
     let templates = Templates::new(&components, args.templates.as_deref())?;
-    let plans = engine::plan(&components, config.as_ref(), &facts, &templates)?;
+    let mut plans = engine::plan(&components, config.as_ref(), &facts, &templates)?;
+    if args.disable_mail {
+        disable_mail(&mut plans);
+    }
 
     let code = match &place {
-        Place::Local => deploy_here(&target, &facts, &plans, verbose, args)?,
+        Place::Local => {
+            let precheck = match config.as_ref() {
+                Some(config) if args.root.is_none() && !args.skip_dns_check => {
+                    dns_precheck(config, verbose)?
+                }
+                _ => Precheck::NotRun,
+            };
+            if let Precheck::Failed = precheck {
+                return Ok(ExitCode::FAILURE);
+            }
+            let code = deploy_here(&target, &facts, &plans, verbose, args)?;
+            if let Some(config) = &config
+                && !args.dry_run
+            {
+                completed(config, args.website_only, &precheck);
+            }
+            code
+        }
         Place::Ssh(ssh) => {
             let bundle = Bundle {
                 programs: std::iter::once(std::env::current_exe()?)
@@ -104,6 +142,65 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<ExitCode> {
         eprintln!("Remove them to silence this warning.");
     }
     Ok(code)
+}
+
+/// The component `--website-only` deploys.
+const WEBSITE: &str = "website";
+/// The components whose services `--disable-mail` keeps stopped.
+const MAIL: [&str; 2] = ["dovecot", "postfix"];
+
+/// Keeps the mail servers' services stopped and disabled; everything else is deployed.
+fn disable_mail(plans: &mut [Planned]) {
+    let mail = plans.iter_mut().filter(|p| MAIL.contains(&p.component));
+    for activate in mail.filter_map(|p| p.activate.as_mut()) {
+        for service in &mut activate.services {
+            service.running = false;
+            service.enabled = false;
+        }
+    }
+}
+
+/// What the DNS pre-check found.
+enum Precheck {
+    /// Skipped (`--skip-dns-check`, `--root`, no settings) or not needed (IPv4 relays).
+    NotRun,
+    /// The records are there; what DNS and acmetool said.
+    Passed(Box<RelayData>),
+    /// A record is missing; the problem is printed.
+    Failed,
+}
+
+/// Upstream's DNS pre-check, asked of this machine's resolvers (it runs on the relay).
+fn dns_precheck(config: &Config, verbose: bool) -> Result<Precheck> {
+    if config.ipv4_relay.is_some() {
+        return Ok(Precheck::NotRun);
+    }
+    let domain = &config.mail_domain_bare;
+    let acme = config.tls.mode == TlsMode::Acme;
+    let dns = Dns::system(verbose)?;
+    let data = RelayData::collect(domain, &dns, &Target::new(Path::new("/"), verbose)?)
+        .context("checking the relay's DNS records (--skip-dns-check skips it)")?;
+    if let Some(problem) = data.precheck(domain, acme) {
+        red(&problem);
+        return Ok(Precheck::Failed);
+    }
+    Ok(Precheck::Passed(Box::new(data)))
+}
+
+/// Upstream's closing words: what to do next.
+fn completed(config: &Config, website_only: bool, precheck: &Precheck) {
+    let acme = config.tls.mode == TlsMode::Acme;
+    let no_account = matches!(precheck, Precheck::Passed(data) if data.acme_account_url.is_empty());
+    if website_only {
+        green("Website deployment completed.");
+    } else if acme && no_account {
+        red("Deploy completed but letsencrypt not configured");
+        red("Run 'cmdeploy run' again");
+    } else if config.ipv4_relay.is_some() {
+        green("Deploy completed.");
+    } else {
+        green("Deploy completed, call `cmdeploy dns` next.");
+    }
 }
 
 /// Deploys this machine (or `--root`).
@@ -162,6 +259,9 @@ fn remote_args(args: &Args, verbose: bool, bundle: &Bundle) -> Vec<String> {
     }
     let flags = [
         ("--packages-only", args.packages_only),
+        ("--skip-dns-check", args.skip_dns_check),
+        ("--disable-mail", args.disable_mail),
+        ("--website-only", args.website_only),
         ("--dry-run", args.dry_run),
         ("--verbose", verbose),
     ];
@@ -211,5 +311,43 @@ mod tests {
              --config /usr/local/lib/cmdeploy/chatmail.ini \
              --templates /usr/local/lib/cmdeploy/templates --dry-run --verbose"
         );
+        let cli = Cli::parse_from(["run", "--skip-dns-check", "--disable-mail"]);
+        assert_eq!(
+            remote_args(&cli.run, false, &bundle).join(" "),
+            "run --ssh-host @local --phase install,configure,activate \
+             --config /usr/local/lib/cmdeploy/chatmail.ini \
+             --templates /usr/local/lib/cmdeploy/templates --skip-dns-check --disable-mail"
+        );
+    }
+
+    #[test]
+    fn disable_mail_stops_dovecot_and_postfix_and_nothing_else() {
+        let config = Config::parse(
+            "[params]\nmail_domain = chat.example.org\n",
+            Path::new("chatmail.ini"),
+            &|_| None,
+        )
+        .unwrap();
+        let registry = Registry::linked().unwrap();
+        let components = registry.select(&[], &[]).unwrap();
+        let target = Target::new(Path::new("/"), false).unwrap();
+        let facts = Facts::detect(&target, "/nonexistent".into());
+        let templates = Templates::new(&components, None).unwrap();
+        let mut plans = engine::plan(&components, Some(&config), &facts, &templates).unwrap();
+        disable_mail(&mut plans);
+        for planned in &plans {
+            let services = planned.activate.iter().flat_map(|a| &a.services);
+            for service in services {
+                let mail = MAIL.contains(&planned.component);
+                if mail {
+                    assert!(!service.running && !service.enabled, "{}", service.unit);
+                }
+                if planned.component == "nginx" {
+                    assert!(service.running, "the website stays up");
+                }
+            }
+        }
+        let dovecot = plans.iter().find(|p| p.component == "dovecot").unwrap();
+        assert!(!dovecot.activate.as_ref().unwrap().services.is_empty());
     }
 }

@@ -474,3 +474,49 @@ fn compose_files_match_the_reviewed_snapshots() {
         );
     }
 }
+
+#[test]
+fn website_only_deploys_the_website_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), "mail_domain = _chat.example.org\n");
+    let (_target, root) = untouched_target();
+    let etc = Path::new(&root).join("etc");
+    std::fs::write(
+        etc.join("passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33::/var/www:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(etc.join("group"), "root:x:0:\nwww-data:x:33:\n").unwrap();
+    let run = cmdeploy(
+        &[
+            "run",
+            "--root",
+            &root,
+            "--website-only",
+            "--phase",
+            "configure",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(run.ok, "{}", run.all());
+    let summary: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with("  ") && line.contains("change"))
+        .collect();
+    assert_eq!(summary, ["  website  4 change(s)"], "{}", run.stdout);
+    assert!(Path::new(&root).join("var/www/html/index.html").exists());
+    assert!(
+        run.stderr.contains("Website deployment completed."),
+        "{}",
+        run.stderr
+    );
+    let both = cmdeploy(&["run", "--website-only", "--only", "postfix"], &[]);
+    assert!(
+        !both.ok && both.stderr.contains("cannot be used with"),
+        "{}",
+        both.stderr
+    );
+}

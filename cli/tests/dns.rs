@@ -352,6 +352,26 @@ fn dns_checks_against_a_real_authoritative_server() {
         run.stdout,
         "Missing A and/or AAAA DNS records for noaddress.cmdns.test!\n"
     );
+    // `cmdeploy run` makes the same check first and stops before planning anything.
+    let noaddress = ini("noaddress");
+    let deploy = cmdeploy_via(
+        &["ip", "netns", "exec", &lab.client],
+        &[
+            "run",
+            "--ssh-host",
+            "@local",
+            "--dry-run",
+            "--config",
+            noaddress.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(deploy.code, Some(1), "{}", deploy.all());
+    assert_eq!(
+        deploy.stderr,
+        "Missing A and/or AAAA DNS records for noaddress.cmdns.test!\n"
+    );
+    assert_eq!(deploy.stdout, "", "nothing planned or changed");
 
     // ACME mode: the CNAMEs are required; then the account URL (no acmetool in this root).
     let acme_ini = |case: &str| {

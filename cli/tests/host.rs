@@ -292,6 +292,7 @@ fn ipv4_relay_converges_after_a_killed_run_and_loses_nothing() {
             "run",
             "--ssh-host",
             "@local",
+            "--skip-dns-check",
             "--config",
             HOST_CONFIG,
         ])

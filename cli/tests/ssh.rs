@@ -314,7 +314,14 @@ fn an_upstream_relay_is_deployed_over_ssh_keeping_its_state() {
         .unwrap();
     let etc = snapshot(&root.path.join("etc"));
     let local = snapshot(&root.path.join("usr/local"));
-    let args = ["run", "--ssh-host", ADDRESS, "--config", config];
+    let args = [
+        "run",
+        "--ssh-host",
+        ADDRESS,
+        "--skip-dns-check",
+        "--config",
+        config,
+    ];
     let refused = cmdeploy(&args, &env);
     assert!(!refused.ok);
     assert!(
@@ -387,7 +394,7 @@ fn an_upstream_relay_is_deployed_over_ssh_keeping_its_state() {
     let sent = (inode("cmdeploy"), inode("filtermail"));
     let default_host = format!("{ssh_options} -o HostName={ADDRESS}");
     let again = cmdeploy(
-        &["run", "--config", config],
+        &["run", "--skip-dns-check", "--config", config],
         &[("CMDEPLOY_SSH", default_host.as_str())],
     );
     assert!(again.ok && again.stdout.contains("nothing to change"));
@@ -463,6 +470,21 @@ fn an_upstream_relay_is_deployed_over_ssh_keeping_its_state() {
     assert!(
         zone.replace("\" \"", "").contains(&key[..200]),
         "the adopted key: {zone}"
+    );
+    // With its address in DNS the relay passes run's pre-check, and the run says what next.
+    let checked = cmdeploy(&["run", "--ssh-host", ADDRESS, "--config", config], &env);
+    assert!(checked.ok, "{}", checked.all());
+    assert!(
+        checked.stdout.contains("nothing to change"),
+        "{}",
+        checked.stdout
+    );
+    assert!(
+        checked
+            .stderr
+            .contains("Deploy completed, call `cmdeploy dns` next."),
+        "{}",
+        checked.stderr
     );
     let check = cmdeploy(&["dns", "--ssh-host", ADDRESS, "--config", config], &env);
     assert_eq!(

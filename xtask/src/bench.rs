@@ -101,7 +101,13 @@ fn booted_host(cmdeploy: &Path, scratch: &Path) -> Result<()> {
     let cmdeploy = format!("/{BUNDLE}/cmdeploy");
     let deploy = |extra: &[&str]| -> Result<Duration> {
         let start = Instant::now();
-        let mut argv = vec![cmdeploy.as_str(), "run", "--ssh-host", "@local"];
+        let mut argv = vec![
+            cmdeploy.as_str(),
+            "run",
+            "--ssh-host",
+            "@local",
+            "--skip-dns-check",
+        ];
         argv.extend(["--config", "/root/chatmail.ini"]);
         argv.extend(extra);
         host.exec_ok(&argv)?;
