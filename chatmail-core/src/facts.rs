@@ -34,6 +34,14 @@ impl Facts {
             binaries,
         }
     }
+
+    /// Daemons run as the processes of containers of their own, without systemd (the relay's
+    /// image): they log to stdout or stderr and share sockets through volumes. Not so in a
+    /// container that boots systemd (an nspawn or LXC host), which runs them as units.
+    /// Templates spell it `facts.container and not facts.systemd`.
+    pub fn foreground(&self) -> bool {
+        self.container && !self.systemd
+    }
 }
 
 /// The running kernel's value of a numeric sysctl such as `fs.inotify.max_user_watches`;

@@ -40,7 +40,7 @@ impl Component for Nginx {
     }
 
     fn configure(&self, configure: &mut Configure<'_>) -> Result<()> {
-        let fcgiwrap_socket = match configure.facts.container {
+        let fcgiwrap_socket = match configure.facts.foreground() {
             true => chatmail_fcgiwrap::CONTAINER_SOCKET,
             false => "/run/fcgiwrap.socket",
         };

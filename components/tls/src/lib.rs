@@ -63,7 +63,7 @@ impl Component for Tls {
                     (),
                 )?;
             }
-            TlsMode::SelfSigned if configure.facts.container => {
+            TlsMode::SelfSigned if configure.facts.foreground() => {
                 // /etc/ssl cannot be a volume (it holds the image's CA certificates): the pair
                 // lives in the state volume, and the usual paths link to it.
                 let dir = Path::new(CONTAINER_SELF_SIGNED);
