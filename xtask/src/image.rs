@@ -75,11 +75,7 @@ pub fn build(options: &Options) -> Result<PathBuf> {
     let binaries = match &options.binaries {
         Some(dir) => dir.clone(),
         None => {
-            check(
-                Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                    .args(["build", "--release", "--workspace", "--bins"])
-                    .current_dir(workspace()),
-            )?;
+            check(crate::cargo().args(["build", "--release", "--workspace", "--bins"]))?;
             workspace().join("target/release")
         }
     };

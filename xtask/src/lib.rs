@@ -21,6 +21,30 @@ pub fn workspace() -> std::path::PathBuf {
     manifest.parent().unwrap_or(manifest).to_owned()
 }
 
+/// A `cargo` command for the workspace, from a process that cargo started (`cargo xtask`, a
+/// test): without the variables cargo set for that process, which build scripts watch
+/// (ring's reruns on `CARGO_MANIFEST_DIR`), so the build reuses what a plain `cargo build`
+/// made instead of rebuilding dozens of crates, and the next plain build does the same.
+pub fn cargo() -> std::process::Command {
+    let mut command =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (name, _) in std::env::vars() {
+        let set_by_cargo = name == "CARGO_MANIFEST_DIR"
+            || name == "CARGO_MANIFEST_PATH"
+            || name == "CARGO_CRATE_NAME"
+            || name == "CARGO_BIN_NAME"
+            || name == "CARGO_PRIMARY_PACKAGE"
+            || name == "CARGO_TARGET_TMPDIR"
+            || name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_EXE_");
+        if set_by_cargo {
+            command.env_remove(name);
+        }
+    }
+    command.current_dir(workspace());
+    command
+}
+
 /// Runs a command, failing with its name and status.
 pub fn check(command: &mut std::process::Command) -> Result<()> {
     let status = command.status()?;

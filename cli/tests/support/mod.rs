@@ -44,11 +44,8 @@ impl Run {
 pub fn build_relay_programs() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut command = Command::new(cargo);
-        command
-            .args(["build", "--quiet", "--workspace", "--bins"])
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        let mut command = xtask::cargo();
+        command.args(["build", "--quiet", "--workspace", "--bins"]);
         let profile = Path::new(env!("CARGO_BIN_EXE_cmdeploy")).parent().unwrap();
         if profile.ends_with("release") {
             command.arg("--release");
