@@ -38,7 +38,7 @@ impl Facts {
     /// Daemons run as the processes of containers of their own, without systemd (the relay's
     /// image): they log to stdout or stderr and share sockets through volumes. Not so in a
     /// container that boots systemd (an nspawn or LXC host), which runs them as units.
-    /// Templates spell it `facts.container and not facts.systemd`.
+    /// Templates see it as `foreground`.
     pub fn foreground(&self) -> bool {
         self.container && !self.systemd
     }

@@ -746,6 +746,7 @@ impl<'a> Configure<'a> {
         let context = minijinja::context! {
             config => self.config,
             facts => self.facts,
+            foreground => self.facts.foreground(),
             vars => minijinja::Value::from_serialize(&vars),
         };
         let content = self
