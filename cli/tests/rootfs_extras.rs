@@ -47,14 +47,7 @@ fn mtail_turn_and_iroh_relay_deploy_validate_and_rerun_as_no_ops() {
     // mtail: Debian's, with a program the real mtail compiles.
     assert!(root.path.join("usr/bin/mtail").exists());
     ok(
-        &root.chroot(&[
-            "mtail",
-            "--compile_only",
-            "--progs=/etc/mtail",
-            "--logtostderr",
-            "--address=127.0.0.1",
-            "--port=0",
-        ]),
+        &root.chroot(&chatmail_mtail::COMPILE_CHECK),
         "mtail --compile_only",
     );
     let unit = String::from_utf8(root.read("/etc/systemd/system/mtail.service")).unwrap();

@@ -14,6 +14,16 @@ pub struct Mtail;
 
 const UNIT: &str = "mtail.service";
 
+/// The validator: compiles the programs; an own free port keeps it clear of a running mtail.
+pub const COMPILE_CHECK: [&str; 6] = [
+    "mtail",
+    "--compile_only",
+    "--progs=/etc/mtail",
+    "--logtostderr",
+    "--address=127.0.0.1",
+    "--port=0",
+];
+
 impl Component for Mtail {
     fn name(&self) -> &'static str {
         "mtail"
@@ -45,18 +55,7 @@ impl Component for Mtail {
             "delivered_mail.mtail",
             (),
         )?;
-        // Compiles the programs; an own free port keeps it clear of a running mtail.
-        configure.validate(
-            &[
-                "mtail",
-                "--compile_only",
-                "--progs=/etc/mtail",
-                "--logtostderr",
-                "--address=127.0.0.1",
-                "--port=0",
-            ],
-            false,
-        );
+        configure.validate(&COMPILE_CHECK, false);
         Ok(())
     }
 
