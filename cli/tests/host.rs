@@ -285,18 +285,9 @@ fn ipv4_relay_converges_after_a_killed_run_and_loses_nothing() {
     // Kill cmdeploy with SIGKILL right after its first configure change, then run again.
     set_config(&root, &format!("{domain}max_message_size = 2000000\n"));
     let started = start_stamps(&host, &units);
-    let cmdeploy = format!("{BUNDLE}/cmdeploy");
-    let mut child = host
-        .spawn(&[
-            &cmdeploy,
-            "run",
-            "--ssh-host",
-            "@local",
-            "--skip-dns-check",
-            "--config",
-            HOST_CONFIG,
-        ])
-        .unwrap();
+    let argv = xtask::bundle::host_run(&[]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut child = host.spawn(&argv).unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let pid = lines.next().unwrap().unwrap();
     for line in lines.by_ref() {

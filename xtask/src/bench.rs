@@ -86,7 +86,6 @@ fn median(runs: usize, mut f: impl FnMut() -> Result<Duration>) -> Result<Durati
 /// A full deploy inside a booted test host, as an operator runs it, and a Delta Chat round
 /// trip through the deployed relay.
 fn booted_host(cmdeploy: &Path, scratch: &Path) -> Result<()> {
-    const BUNDLE: &str = "usr/local/lib/cmdeploy";
     let root = rootfs::extract(&rootfs::ensure_bootable()?, &scratch.join("host"))?;
     check(
         Command::new(cmdeploy)
@@ -94,23 +93,20 @@ fn booted_host(cmdeploy: &Path, scratch: &Path) -> Result<()> {
             .arg(&root)
             .stdout(std::process::Stdio::null()),
     )?;
-    bundle::copy(cmdeploy, &root.join(BUNDLE))?;
+    bundle::copy(
+        cmdeploy,
+        &root.join(bundle::HOST_DIR.trim_start_matches('/')),
+    )?;
     let config = "[params]\nmail_domain = 10.77.46.2\nmax_load_1m = 1000\n";
-    std::fs::write(root.join("root/chatmail.ini"), config)?;
+    std::fs::write(
+        root.join(bundle::HOST_CONFIG.trim_start_matches('/')),
+        config,
+    )?;
     let host = Host::boot(&root, "cm-bench", 46)?;
-    let cmdeploy = format!("/{BUNDLE}/cmdeploy");
     let deploy = |extra: &[&str]| -> Result<Duration> {
         let start = Instant::now();
-        let mut argv = vec![
-            cmdeploy.as_str(),
-            "run",
-            "--ssh-host",
-            "@local",
-            "--skip-dns-check",
-        ];
-        argv.extend(["--config", "/root/chatmail.ini"]);
-        argv.extend(extra);
-        host.exec_ok(&argv)?;
+        let argv = bundle::host_run(extra);
+        host.exec_ok(&argv.iter().map(String::as_str).collect::<Vec<_>>())?;
         Ok(start.elapsed())
     };
     let first = deploy(&[])?;

@@ -11,7 +11,6 @@ use xtask::{bundle, check, rootfs, workspace};
 
 const NAME: &str = "chatmail";
 /// Where the deploy bundle goes in the host.
-const BUNDLE: &str = "/usr/local/lib/cmdeploy";
 const NET: u8 = 0;
 
 fn demo_dir() -> PathBuf {
@@ -39,8 +38,11 @@ pub fn start() -> Result<()> {
             .args(["run", "--phase", "install", "--root"])
             .arg(&root),
     )?;
-    bundle::copy(&cmdeploy, &root.join(BUNDLE.trim_start_matches('/')))?;
-    let config = root.join("root/chatmail.ini");
+    bundle::copy(
+        &cmdeploy,
+        &root.join(bundle::HOST_DIR.trim_start_matches('/')),
+    )?;
+    let config = root.join(bundle::HOST_CONFIG.trim_start_matches('/'));
     if !config.exists() {
         check(
             Command::new(&cmdeploy)
@@ -50,16 +52,8 @@ pub fn start() -> Result<()> {
     }
 
     let host = Host::boot(&root, NAME, NET)?;
-    let output = host.exec(&[
-        &format!("{BUNDLE}/cmdeploy"),
-        "run",
-        "--ssh-host",
-        "@local",
-        // The demo host has no DNS to check.
-        "--skip-dns-check",
-        "--config",
-        "/root/chatmail.ini",
-    ])?;
+    let argv = bundle::host_run(&[]);
+    let output = host.exec(&argv.iter().map(String::as_str).collect::<Vec<_>>())?;
     print!("{}", String::from_utf8_lossy(&output.stdout));
     eprint!("{}", String::from_utf8_lossy(&output.stderr));
     let leader = host.leader_pid;

@@ -242,9 +242,9 @@ pub fn installed_root(name: &str) -> Root {
 }
 
 /// Where the deploy bundle (cmdeploy and the relay's programs) goes in a test host.
-pub const BUNDLE: &str = "/usr/local/lib/cmdeploy";
+pub const BUNDLE: &str = xtask::bundle::HOST_DIR;
 /// The settings file inside a test host.
-pub const HOST_CONFIG: &str = "/root/chatmail.ini";
+pub const HOST_CONFIG: &str = xtask::bundle::HOST_CONFIG;
 
 /// A booted host with the install phase done (in a chroot before boot: the host has no route
 /// to the Debian mirror), the deploy bundle in place and `settings` as its config.
@@ -302,17 +302,8 @@ pub fn set_config(root: &Root, settings: &str) {
 /// Runs the bundled `cmdeploy run` inside a booted host; fails the test if it fails, and
 /// returns its output.
 pub fn host_deploy(host: &xtask::host::Host, extra: &[&str]) -> String {
-    let cmdeploy = format!("{BUNDLE}/cmdeploy");
-    // Test hosts have no DNS: the pre-check is the dns tests' business.
-    let mut argv = vec![
-        cmdeploy.as_str(),
-        "run",
-        "--ssh-host",
-        "@local",
-        "--skip-dns-check",
-    ];
-    argv.extend(["--config", HOST_CONFIG]);
-    argv.extend(extra);
+    let argv = xtask::bundle::host_run(extra);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let output = host.exec(&argv).unwrap();
     let text = format!(
         "{}{}",
