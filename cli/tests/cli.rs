@@ -184,15 +184,18 @@ fn list_shows_components_in_order_with_what_they_declare() {
     assert!(packages.stdout.lines().any(|l| l == "dovecot-imapd"));
 }
 
-/// A target directory with a marker file; the snapshot proves a refused run left it alone.
+/// A target directory with the accounts files a run reads; a snapshot proves a refused run
+/// left it alone.
 fn untouched_target() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    let etc = dir.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
     std::fs::write(
-        dir.path().join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\n",
+        etc.join("passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33::/var/www:/bin/sh\n",
     )
     .unwrap();
+    std::fs::write(etc.join("group"), "root:x:0:\nwww-data:x:33:\n").unwrap();
     let root = dir.path().to_str().unwrap().to_owned();
     (dir, root)
 }
@@ -391,7 +394,6 @@ fn upstreams_patched_dovecot_is_an_install_time_opt_in_checked_by_sha256() {
         std::fs::write(debs.path().join(name), b"").unwrap();
     }
     let (_dir, root) = untouched_target();
-    std::fs::write(Path::new(&root).join("etc/group"), "root:x:0:\n").unwrap();
     let before = snapshot(Path::new(&root));
     let run = cmdeploy(
         &[
@@ -480,13 +482,6 @@ fn website_only_deploys_the_website_alone() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), "mail_domain = _chat.example.org\n");
     let (_target, root) = untouched_target();
-    let etc = Path::new(&root).join("etc");
-    std::fs::write(
-        etc.join("passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33::/var/www:/bin/sh\n",
-    )
-    .unwrap();
-    std::fs::write(etc.join("group"), "root:x:0:\nwww-data:x:33:\n").unwrap();
     let run = cmdeploy(
         &[
             "run",
