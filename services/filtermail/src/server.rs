@@ -52,11 +52,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
     let ports = Ports::of(&config, options.mode);
     let dkim = match (options.mode, options.skip_dkim) {
         (Mode::Incoming, false) => Some(DkimVerifier::new(options.dns_server)?),
-        (Mode::Incoming, true) => {
-            log::warn!("DKIM verification DISABLED! Incoming mail is accepted unsigned.");
-            None
-        }
-        (Mode::Outgoing, _) => None,
+        (Mode::Incoming, true) | (Mode::Outgoing, _) => None,
     };
     let filter = Arc::new(Filter::new(options.mode, config, dkim, ports.reinject));
     let smtp = bind(ports.smtp).await?;
@@ -64,17 +60,20 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
+    // The first log line: tests and operators wait for `entering serving loop`.
     log::info!(
-        "{:?} filter on {} (HTTP {}), reinjecting to {}",
+        "entering serving loop: {:?} filter on {} (HTTP {}), reinjecting to {}",
         options.mode,
         ports.smtp,
         ports.http.map_or("off".to_owned(), |a| a.to_string()),
         ports.reinject
     );
+    if options.mode == Mode::Incoming && options.skip_dkim {
+        log::warn!("DKIM verification DISABLED! Incoming mail is accepted unsigned.");
+    }
     if let Some(http) = http {
         tokio::spawn(mxdeliv::serve(http, filter.clone()));
     }
-    log::info!("entering serving loop");
     loop {
         let (stream, peer) = match smtp.accept().await {
             Ok(conn) => conn,
@@ -86,7 +85,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         };
         let filter = filter.clone();
         tokio::spawn(async move {
-            if let Err(err) = session::serve(stream, &filter).await {
+            if let Err(err) = session::serve(stream, peer, &filter).await {
                 log::debug!("SMTP connection from {peer} ended: {err:#}");
             }
         });

@@ -1,9 +1,11 @@
 //! One SMTP connection on the proxy's server side: the dialect Postfix's `smtpd_proxy_filter`
 //! speaks (greeting, EHLO with XFORWARD, MAIL/RCPT/DATA, RSET, NOOP, QUIT).
 //!
-//! Any input is survivable: overlong lines, bare LF in the data, early EOF and timeouts end the
-//! connection, never the process.
+//! Any input is survivable and answered: overlong lines, bare LF in the data, unknown commands
+//! and timeouts get an SMTP error reply and a log line naming the client; only a client that
+//! vanishes is left without a reply. None of it ends the process.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -17,8 +19,10 @@ use crate::smtp::{Envelope, Line, Reply, extract_address, read_line};
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// The longest command line accepted.
 const MAX_COMMAND_LINE: usize = 4096;
-/// Chunk size while discarding the rest of an oversized message.
+/// Chunk size while discarding the rest of a refused message.
 const DISCARD_CHUNK: usize = 64 * 1024;
+/// Errors after which the client is disconnected (Postfix's `smtpd_hard_error_limit`).
+const MAX_ERRORS: u32 = 20;
 
 /// What to do after a command.
 enum Next {
@@ -29,44 +33,56 @@ enum Next {
 /// How reading the data ended.
 enum Data {
     Message(Vec<u8>),
-    TooBig,
-    Broken,
+    /// Refused: the reply to send before closing the connection.
+    Refused(Reply),
+    /// The client closed the connection mid-data.
+    Vanished,
+    /// The client went silent mid-data.
+    Silent,
 }
 
-/// Serves one client until it quits, breaks the protocol or goes silent.
-pub async fn serve<S: AsyncRead + AsyncWrite>(stream: S, filter: &Filter) -> Result<()> {
+/// How a timed read ended: a [`Line`] status, or silence past [`IDLE_TIMEOUT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Line(Line),
+    Timeout,
+}
+
+/// The reply to a client that stayed silent too long.
+fn timeout_reply() -> Reply {
+    Reply::new(421, "4.4.2 Timeout, closing connection")
+}
+
+/// Serves one client from `peer` until it quits, breaks the protocol or goes silent.
+pub async fn serve<S: AsyncRead + AsyncWrite>(
+    stream: S,
+    peer: SocketAddr,
+    filter: &Filter,
+) -> Result<()> {
     let (read, write) = tokio::io::split(stream);
     let mut session = Session {
         reader: BufReader::new(read),
         writer: write,
+        peer,
         filter,
         envelope: None,
         origin_ip: None,
+        errors: 0,
     };
     session.send(&Reply::new(220, "filtermail SMTP")).await?;
     loop {
         let mut line = Vec::new();
-        let status = match timeout(
-            IDLE_TIMEOUT,
-            read_line(&mut session.reader, &mut line, MAX_COMMAND_LINE),
-        )
-        .await
-        {
-            Ok(status) => status?,
-            Err(_) => {
-                session
-                    .send(&Reply::new(421, "4.4.2 Timeout, closing connection"))
-                    .await?;
-                return Ok(());
+        match session.read_timed(&mut line, MAX_COMMAND_LINE).await? {
+            Read::Timeout => return session.refuse(timeout_reply(), "idle timeout").await,
+            Read::Line(Line::Eof) => return Ok(()),
+            Read::Line(Line::TooLong) => {
+                // The rest of an endless line may never come: answer now and hang up.
+                let reason = format!("command line longer than {MAX_COMMAND_LINE} bytes");
+                return session
+                    .refuse(Reply::new(500, "5.5.2 Line too long"), &reason)
+                    .await;
             }
-        };
-        match status {
-            Line::Eof => return Ok(()),
-            Line::TooLong => {
-                session.send(&Reply::new(500, "Line too long")).await?;
-                return Ok(());
-            }
-            Line::Complete => {}
+            Read::Line(Line::Complete) => {}
         }
         let line = String::from_utf8_lossy(&line);
         if let Next::Close = session.command(line.trim_end_matches(['\r', '\n'])).await? {
@@ -78,11 +94,14 @@ pub async fn serve<S: AsyncRead + AsyncWrite>(stream: S, filter: &Filter) -> Res
 struct Session<'a, S> {
     reader: BufReader<ReadHalf<S>>,
     writer: WriteHalf<S>,
+    peer: SocketAddr,
     filter: &'a Filter,
     /// The transaction in progress, from `MAIL FROM` on.
     envelope: Option<Envelope>,
     /// From `XFORWARD ADDR=`; kept for the whole connection.
     origin_ip: Option<String>,
+    /// Error replies so far in this connection.
+    errors: u32,
 }
 
 impl<S: AsyncRead + AsyncWrite> Session<'_, S> {
@@ -98,6 +117,30 @@ impl<S: AsyncRead + AsyncWrite> Session<'_, S> {
     async fn reply(&mut self, code: u16, text: &str) -> Result<Next> {
         self.send(&Reply::new(code, text)).await?;
         Ok(Next::Continue)
+    }
+
+    /// Answers a protocol error, logs it with `what` the client sent, and keeps the connection
+    /// unless the client has made too many errors.
+    async fn error(&mut self, reply: Reply, what: &str) -> Result<Next> {
+        self.errors += 1;
+        if self.errors >= MAX_ERRORS {
+            let reason = format!("{what}; {MAX_ERRORS} errors in one connection");
+            self.refuse(Reply::new(421, "4.7.0 Too many errors"), &reason)
+                .await?;
+            return Ok(Next::Close);
+        }
+        log::warn!("SMTP client {}: {what}: {reply}", self.peer);
+        self.send(&reply).await?;
+        Ok(Next::Continue)
+    }
+
+    /// Sends a final error `reply`, logs it with the `reason`, and ends the connection.
+    async fn refuse(&mut self, reply: Reply, reason: &str) -> Result<()> {
+        log::warn!(
+            "SMTP client {}: {reason}: {reply}, closing the connection",
+            self.peer
+        );
+        self.send(&reply).await
     }
 
     async fn command(&mut self, line: &str) -> Result<Next> {
@@ -121,7 +164,11 @@ impl<S: AsyncRead + AsyncWrite> Session<'_, S> {
                 self.send(&Reply::new(221, "OK")).await?;
                 Ok(Next::Close)
             }
-            _ => self.reply(500, "Command not recognized").await,
+            _ => {
+                let what = format!("unknown command {:?}", truncate(line, 64));
+                self.error(Reply::new(500, "Command not recognized"), &what)
+                    .await
+            }
         }
     }
 
@@ -139,7 +186,10 @@ impl<S: AsyncRead + AsyncWrite> Session<'_, S> {
 
     async fn mail(&mut self, arg: &str) -> Result<Next> {
         let Some(addr) = strip_keyword(arg, "FROM:").and_then(extract_address) else {
-            return self.reply(500, "Invalid address in MAIL FROM").await;
+            let what = format!("MAIL {:?}", truncate(arg, 64));
+            return self
+                .error(Reply::new(500, "Invalid address in MAIL FROM"), &what)
+                .await;
         };
         if let Err(reply) = self.filter.mail_from(&addr) {
             self.send(&reply).await?;
@@ -158,20 +208,26 @@ impl<S: AsyncRead + AsyncWrite> Session<'_, S> {
             .and_then(extract_address)
             .filter(|a| !a.is_empty());
         let Some(envelope) = &mut self.envelope else {
-            return self.reply(503, "5.5.1 Error: need MAIL command").await;
+            let reply = Reply::new(503, "5.5.1 Error: need MAIL command");
+            return self.error(reply, "RCPT before MAIL").await;
         };
         match addr {
             Some(addr) => {
                 envelope.rcpts.push(addr);
                 self.reply(250, "OK").await
             }
-            None => self.reply(500, "Invalid address in RCPT TO").await,
+            None => {
+                let what = format!("RCPT {:?}", truncate(arg, 64));
+                self.error(Reply::new(500, "Invalid address in RCPT TO"), &what)
+                    .await
+            }
         }
     }
 
     async fn data(&mut self) -> Result<Next> {
         let Some(envelope) = self.envelope.take_if(|e| !e.rcpts.is_empty()) else {
-            return self.reply(503, "5.5.1 Error: need RCPT command").await;
+            let reply = Reply::new(503, "5.5.1 Error: need RCPT command");
+            return self.error(reply, "DATA before RCPT").await;
         };
         self.send(&Reply::new(354, "End data with <CR><LF>.<CR><LF>"))
             .await?;
@@ -181,17 +237,24 @@ impl<S: AsyncRead + AsyncWrite> Session<'_, S> {
                 self.send(&reply).await?;
                 Ok(Next::Continue)
             }
-            Data::TooBig => {
-                self.send(&Reply::new(552, "Message exceeds maximum size"))
-                    .await?;
+            Data::Refused(reply) => {
+                self.refuse(reply, "message data refused").await?;
                 Ok(Next::Close)
             }
-            Data::Broken => Ok(Next::Close),
+            Data::Vanished => {
+                log::info!("SMTP client {} vanished during DATA", self.peer);
+                Ok(Next::Close)
+            }
+            Data::Silent => {
+                self.refuse(timeout_reply(), "silent during DATA").await?;
+                Ok(Next::Close)
+            }
         }
     }
 
     /// Reads dot-stuffed data up to `.` on a line of its own. Every line must end in CRLF.
-    /// Beyond the size limit the rest is read and dropped, so the client sees the 552 reply.
+    /// Beyond the size limit or after a bare LF the rest is read and dropped, so the client sees
+    /// the refusal (a reply sent while it is still writing may be lost in a connection reset).
     async fn read_data(&mut self) -> Result<Data> {
         let max = self.filter.max_message_size();
         let mut message = Vec::new();
@@ -201,13 +264,16 @@ impl<S: AsyncRead + AsyncWrite> Session<'_, S> {
             // to notice that it is too big.
             let room = (max + 3).saturating_sub(start).max(3);
             match self.read_timed(&mut message, room).await? {
-                Line::Eof => return Ok(Data::Broken),
-                Line::TooLong => return self.discard_data(false).await,
-                Line::Complete => {}
+                Read::Line(Line::TooLong) => return self.discard_data(false, too_big()).await,
+                Read::Line(Line::Complete) => {}
+                Read::Line(Line::Eof) => return Ok(Data::Vanished),
+                Read::Timeout => return Ok(Data::Silent),
             }
             let line = &message[start..];
             if !line.ends_with(b"\r\n") {
-                return Ok(Data::Broken);
+                let reply =
+                    Reply::new(500, "5.5.2 Bare LF in message data, lines must end in CRLF");
+                return self.discard_data(true, reply).await;
             }
             if line == b".\r\n" {
                 message.truncate(start);
@@ -217,36 +283,48 @@ impl<S: AsyncRead + AsyncWrite> Session<'_, S> {
                 message.remove(start);
             }
             if message.len() > max {
-                return self.discard_data(true).await;
+                return self.discard_data(true, too_big()).await;
             }
         }
     }
 
-    /// Drops data until the end marker, then reports the message as too big. `at_line_start`
-    /// tells whether the last byte read so far ended a line.
-    async fn discard_data(&mut self, mut at_line_start: bool) -> Result<Data> {
+    /// Drops data until the end marker (`.` alone on a line, ended by CRLF or a bare LF), then
+    /// gives the refusal `reply`. `at_line_start` tells whether the last byte read ended a line.
+    async fn discard_data(&mut self, mut at_line_start: bool, reply: Reply) -> Result<Data> {
         let mut chunk = Vec::with_capacity(DISCARD_CHUNK);
         loop {
             chunk.clear();
             match self.read_timed(&mut chunk, DISCARD_CHUNK).await? {
-                Line::Eof => return Ok(Data::Broken),
-                Line::TooLong => at_line_start = false,
-                Line::Complete => {
-                    if at_line_start && chunk == b".\r\n" {
-                        return Ok(Data::TooBig);
+                Read::Line(Line::TooLong) => at_line_start = false,
+                Read::Line(Line::Complete) => {
+                    if at_line_start && matches!(chunk.as_slice(), b".\r\n" | b".\n") {
+                        return Ok(Data::Refused(reply));
                     }
                     at_line_start = true;
                 }
+                Read::Line(Line::Eof) => return Ok(Data::Vanished),
+                Read::Timeout => return Ok(Data::Silent),
             }
         }
     }
 
-    async fn read_timed(&mut self, buf: &mut Vec<u8>, limit: usize) -> Result<Line> {
+    async fn read_timed(&mut self, buf: &mut Vec<u8>, limit: usize) -> Result<Read> {
         match timeout(IDLE_TIMEOUT, read_line(&mut self.reader, buf, limit)).await {
-            Ok(status) => Ok(status?),
-            Err(_) => Ok(Line::Eof),
+            Ok(status) => Ok(Read::Line(status?)),
+            Err(_) => Ok(Read::Timeout),
         }
     }
+}
+
+fn too_big() -> Reply {
+    Reply::new(552, "Message exceeds maximum size")
+}
+
+/// At most `max` characters of `text`, for log lines.
+fn truncate(text: &str, max: usize) -> &str {
+    text.char_indices()
+        .nth(max)
+        .map_or(text, |(i, _)| &text[..i])
 }
 
 /// `arg` after a case-insensitive `keyword` (`FROM:`, `TO:`), allowing spaces before the address.

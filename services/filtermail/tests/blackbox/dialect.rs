@@ -74,48 +74,88 @@ fn dot_stuffing_and_several_messages_per_connection() {
 }
 
 #[test]
-fn malformed_clients_do_not_hurt_the_proxy() {
+fn the_first_log_line_says_it_is_serving() {
+    let sink = Sink::start();
+    for (mode, env) in [
+        ("outgoing", &[][..]),
+        ("incoming", &[("FILTERMAIL_SKIP_DKIM", "1")][..]),
+    ] {
+        let fm = Filtermail::start(mode, sink.port, "", env);
+        let logs = fm.logs();
+        let first = logs.lines().next().unwrap_or_default();
+        assert!(first.contains("entering serving loop"), "{mode}: {logs}");
+    }
+}
+
+#[test]
+fn malformed_clients_get_an_error_reply_and_a_log_line() {
     let sink = Sink::start();
     let mut fm = Filtermail::start("outgoing", sink.port, "max_message_size = 10000", &[]);
 
-    // A bare LF inside the data closes the connection.
-    let (mut c, _) = RawClient::connect(fm.smtp_port);
-    c.cmd("MAIL FROM:<alice@example.org>");
-    c.cmd("RCPT TO:<bob@example.net>");
-    c.cmd("DATA");
+    // A bare LF inside the data: the rest is read, then refused and the connection closed.
+    let mut c = in_data(fm.smtp_port);
     c.write(b"Subject: x\nbody\r\n.\r\n");
+    assert_eq!(
+        c.reply(),
+        "500 5.5.2 Bare LF in message data, lines must end in CRLF"
+    );
+    assert!(c.is_closed());
+    assert!(
+        fm.wait_log("message data refused: 500 5.5.2 Bare LF"),
+        "{}",
+        fm.logs()
+    );
+    // A client that ends every line, the end marker too, with a bare LF.
+    let mut c = in_data(fm.smtp_port);
+    c.write(b"Subject: x\n\nbody\n.\n");
+    assert!(c.reply().starts_with("500 5.5.2 Bare LF"));
     assert!(c.is_closed());
 
     // An endless command line.
     let (mut c, _) = RawClient::connect(fm.smtp_port);
     c.write(&vec![b'A'; 100_000]);
-    assert_eq!(c.reply(), "500 Line too long");
+    assert_eq!(c.reply(), "500 5.5.2 Line too long");
     assert!(c.is_closed());
+    assert!(
+        fm.wait_log("command line longer than 4096 bytes"),
+        "{}",
+        fm.logs()
+    );
 
     // A message line without end, far beyond the size limit, then the end marker.
-    let (mut c, _) = RawClient::connect(fm.smtp_port);
-    c.cmd("MAIL FROM:<alice@example.org>");
-    c.cmd("RCPT TO:<bob@example.net>");
-    c.cmd("DATA");
+    let mut c = in_data(fm.smtp_port);
     c.write(&vec![b'x'; 300_000]);
     assert_eq!(c.cmd("\r\n."), "552 Message exceeds maximum size");
     assert!(c.is_closed());
+    assert!(
+        fm.wait_log("552 Message exceeds maximum size, closing"),
+        "{}",
+        fm.logs()
+    );
 
     // Binary garbage, a client vanishing mid-data, invalid UTF-8.
     let (mut c, _) = RawClient::connect(fm.smtp_port);
     c.write(b"\x00\xff\xfe garbage \x80\r\n");
     assert_eq!(c.reply(), "500 Command not recognized");
+    assert!(fm.wait_log("unknown command \"\\0"), "{}", fm.logs());
     c.cmd("MAIL FROM:<alice@example.org>");
     c.cmd("RCPT TO:<bob@example.net>");
     c.cmd("DATA");
     c.write(b"From: <alice@example.org>\r\nhalf a mess");
     drop(c);
+    assert!(fm.wait_log("vanished during DATA"), "{}", fm.logs());
+
+    // Garbage without end: after 20 errors the client is told and disconnected.
+    let (mut c, _) = RawClient::connect(fm.smtp_port);
+    for _ in 1..20 {
+        assert_eq!(c.cmd("GARBAGE"), "500 Command not recognized");
+    }
+    assert_eq!(c.cmd("GARBAGE"), "421 4.7.0 Too many errors");
+    assert!(c.is_closed());
+    assert!(fm.wait_log("20 errors in one connection"), "{}", fm.logs());
 
     // A message that is not a message at all.
-    let (mut c, _) = RawClient::connect(fm.smtp_port);
-    c.cmd("MAIL FROM:<alice@example.org>");
-    c.cmd("RCPT TO:<bob@example.net>");
-    c.cmd("DATA");
+    let mut c = in_data(fm.smtp_port);
     c.write(b"\r\n\r\n");
     assert_eq!(c.cmd("."), "500 Failed to parse message: no header found");
 
@@ -125,6 +165,15 @@ fn malformed_clients_do_not_hurt_the_proxy() {
     assert_eq!(c.cmd("NOOP"), "250 OK");
     assert!(fm.is_running());
     assert_eq!(sink.count(), 0);
+}
+
+/// A connection from alice to bob, after the `354` reply to `DATA`.
+fn in_data(port: u16) -> RawClient {
+    let (mut c, _) = RawClient::connect(port);
+    c.cmd("MAIL FROM:<alice@example.org>");
+    c.cmd("RCPT TO:<bob@example.net>");
+    assert!(c.cmd("DATA").starts_with("354 "));
+    c
 }
 
 #[test]

@@ -35,7 +35,7 @@ fn report(from: &str, to: &str, auto_submitted: bool) -> String {
 fn encrypted_mail_passes_and_is_reinjected_as_bounce() -> TestResult {
     let sink = Sink::start();
     let fm = start(&sink);
-    assert!(fm.logs().contains("DKIM verification DISABLED"));
+    assert!(fm.wait_log("DKIM verification DISABLED"), "{}", fm.logs());
     // The envelope sender need not match From: on incoming mail.
     let message = encrypted_message(REMOTE, STRICT, 1000);
     send(
