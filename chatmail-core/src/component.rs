@@ -80,9 +80,13 @@ inventory::collect!(Registration);
 
 /// Adds a component to the registry of every binary that links its crate.
 ///
-/// ```ignore
+/// ```
 /// struct Postfix;
-/// impl chatmail_core::Component for Postfix { /* ... */ }
+/// impl chatmail_core::Component for Postfix {
+///     fn name(&self) -> &'static str {
+///         "postfix"
+///     }
+/// }
 /// chatmail_core::register!(Postfix);
 /// ```
 #[macro_export]

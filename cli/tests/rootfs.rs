@@ -1,6 +1,6 @@
-//! The slow rung: `cmdeploy run` into real Debian 12 rootfs copies, checked by the real
-//! programs (`postconf`, `postfix check`, `doveconf`, `opendkim`). Needs root, the cached
-//! rootfs (`cargo xtask rootfs`) and CHATMAIL_SLOW_TESTS=1.
+//! The slow rung: `cmdeploy run` into real Debian 12 rootfs copies, checked by the real programs
+//! (`postconf`, `postfix check`, `doveconf`, `opendkim`). Needs root, the cached rootfs (`cargo
+//! xtask rootfs`); ignored unless run with `--include-ignored`.
 
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
@@ -48,10 +48,8 @@ fn assert_configs_valid(root: &Root, with_dkim: bool) {
 }
 
 #[test]
+#[ignore = "slow: root, a Debian 12 rootfs"]
 fn dry_run_on_a_fresh_root_changes_nothing_and_shows_the_plan() {
-    if !slow_tests_enabled() {
-        return;
-    }
     let root = fresh_root("dry-run");
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), NORMAL);
@@ -75,10 +73,8 @@ fn dry_run_on_a_fresh_root_changes_nothing_and_shows_the_plan() {
 }
 
 #[test]
+#[ignore = "slow: root, a Debian 12 rootfs"]
 fn normal_domain_deploys_validates_and_reruns_as_a_no_op() {
-    if !slow_tests_enabled() {
-        return;
-    }
     let root = installed_root("normal");
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), NORMAL);
@@ -152,10 +148,8 @@ fn normal_domain_deploys_validates_and_reruns_as_a_no_op() {
 }
 
 #[test]
+#[ignore = "slow: root, a Debian 12 rootfs"]
 fn underscore_domain_gets_a_self_signed_certificate_made_once() {
-    if !slow_tests_enabled() {
-        return;
-    }
     let root = installed_root("underscore");
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), UNDERSCORE);
@@ -191,10 +185,8 @@ fn underscore_domain_gets_a_self_signed_certificate_made_once() {
 }
 
 #[test]
+#[ignore = "slow: root, a Debian 12 rootfs"]
 fn ipv4_relay_has_no_dkim_and_bracketed_addresses() {
-    if !slow_tests_enabled() {
-        return;
-    }
     let root = installed_root("ipv4");
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), IPV4);
@@ -213,10 +205,8 @@ fn ipv4_relay_has_no_dkim_and_bracketed_addresses() {
 }
 
 #[test]
+#[ignore = "slow: root, a Debian 12 rootfs"]
 fn failed_validation_restores_the_previous_files() {
-    if !slow_tests_enabled() {
-        return;
-    }
     let root = installed_root("rollback");
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), UNDERSCORE);
@@ -266,10 +256,8 @@ fn failed_validation_restores_the_previous_files() {
 }
 
 #[test]
+#[ignore = "slow: root, a Debian 12 rootfs"]
 fn a_syntax_error_in_an_override_fails_before_the_target_is_touched() {
-    if !slow_tests_enabled() {
-        return;
-    }
     let root = installed_root("broken-override");
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), UNDERSCORE);

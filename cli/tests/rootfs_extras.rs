@@ -1,6 +1,6 @@
-//! The slow rung for mtail, turn and iroh-relay: `cmdeploy run` into Debian 12 rootfs
-//! copies, checked with the real `mtail --compile_only`, `systemd-analyze verify` and the
-//! installed chatmail-turn. Needs root, the cached rootfs and CHATMAIL_SLOW_TESTS=1.
+//! The slow rung for mtail, turn and iroh-relay: `cmdeploy run` into Debian 12 rootfs copies,
+//! checked with the real `mtail --compile_only`, `systemd-analyze verify` and the installed
+//! chatmail-turn. Needs root, the cached rootfs; ignored unless run with `--include-ignored`.
 
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
@@ -24,10 +24,8 @@ fn ok(output: &std::process::Output, what: &str) -> String {
 }
 
 #[test]
+#[ignore = "slow: root, a Debian 12 rootfs"]
 fn mtail_turn_and_iroh_relay_deploy_validate_and_rerun_as_no_ops() {
-    if !slow_tests_enabled() {
-        return;
-    }
     let root = installed_root("extras");
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), METRICS);
@@ -117,10 +115,8 @@ fn mtail_turn_and_iroh_relay_deploy_validate_and_rerun_as_no_ops() {
 }
 
 #[test]
+#[ignore = "slow: root, a Debian 12 rootfs"]
 fn a_local_release_tarball_is_installed_when_named() {
-    if !slow_tests_enabled() {
-        return;
-    }
     let root = installed_root("extras-tarball");
     let dir = tempfile::tempdir().unwrap();
     // Not the real release: its checksum differs, so the run fails and names the file.

@@ -1,6 +1,6 @@
-//! The slow rung for the web side: `cmdeploy run` into Debian 12 rootfs copies for each TLS
-//! mode, then `nginx -t` in the root, the website files, the ACME certificate link and its
-//! hook, and a no-op re-run. Needs root, the cached rootfs and CHATMAIL_SLOW_TESTS=1.
+//! The slow rung for the web side: `cmdeploy run` into Debian 12 rootfs copies for each TLS mode,
+//! then `nginx -t` in the root, the website files, the ACME certificate link and its hook, and a
+//! no-op re-run. Needs root, the cached rootfs; ignored unless run with `--include-ignored`.
 
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
@@ -68,10 +68,8 @@ fn deploy_and_check(root: &Root, body: &str, domain: &str) {
 }
 
 #[test]
+#[ignore = "slow: root, a Debian 12 rootfs"]
 fn acme_domain_serves_through_a_stand_in_that_the_acmetool_hook_replaces() {
-    if !slow_tests_enabled() {
-        return;
-    }
     let root = installed_root("web-acme");
     std::fs::create_dir_all(root.path.join("etc/cron.d")).unwrap();
     std::fs::write(root.path.join("etc/cron.d/acmetool"), "# old\n").unwrap();
@@ -152,10 +150,8 @@ fn acme_domain_serves_through_a_stand_in_that_the_acmetool_hook_replaces() {
 }
 
 #[test]
+#[ignore = "slow: root, a Debian 12 rootfs"]
 fn underscore_domain_rate_limits_account_creation() {
-    if !slow_tests_enabled() {
-        return;
-    }
     let root = installed_root("web-underscore");
     deploy_and_check(&root, UNDERSCORE, "_chat.example.org");
     let conf = text(&root, "/etc/nginx/nginx.conf");
@@ -165,10 +161,8 @@ fn underscore_domain_rate_limits_account_creation() {
 }
 
 #[test]
+#[ignore = "slow: root, a Debian 12 rootfs"]
 fn ipv4_relay_without_ipv6_listens_on_ipv4_only() {
-    if !slow_tests_enabled() {
-        return;
-    }
     let root = installed_root("web-ipv4");
     deploy_and_check(&root, IPV4, "10.77.0.2");
     let conf = text(&root, "/etc/nginx/nginx.conf");
@@ -176,10 +170,8 @@ fn ipv4_relay_without_ipv6_listens_on_ipv4_only() {
 }
 
 #[test]
+#[ignore = "slow: root, a Debian 12 rootfs"]
 fn external_certificates_are_used_as_they_are() {
-    if !slow_tests_enabled() {
-        return;
-    }
     let root = installed_root("web-external");
     std::fs::create_dir_all(root.path.join("etc/certs")).unwrap();
     make_certificate(
@@ -194,10 +186,8 @@ fn external_certificates_are_used_as_they_are() {
 }
 
 #[test]
+#[ignore = "slow: root, a Debian 12 rootfs"]
 fn a_custom_www_folder_is_deployed_as_it_is_and_a_missing_one_stops_the_run() {
-    if !slow_tests_enabled() {
-        return;
-    }
     let root = installed_root("web-custom");
     let dir = tempfile::tempdir().unwrap();
     let www = dir.path().join("www");

@@ -6,9 +6,11 @@
 //! - [`bundle`]: cmdeploy and the relay's programs, copied together onto a target.
 //! - [`image`]: the relay's container image (`cargo xtask image`).
 //! - [`docker`]: a Docker engine of the tests' own, started and stopped by them.
+//! - [`dovecot`]: the delay-free Dovecot packages, built from Debian's source with our patch.
 
 pub mod bundle;
 pub mod docker;
+pub mod dovecot;
 pub mod host;
 pub mod image;
 pub mod rootfs;

@@ -5,13 +5,16 @@ mod bench;
 mod demo;
 
 use anyhow::{Result, bail};
-use xtask::{image, rootfs};
+use xtask::{dovecot, image, rootfs};
 
 const HELP: &str = "\
 usage: cargo xtask <task>
 
 tasks:
   rootfs       build the cached Debian 12 rootfs tarballs for the slow tests (target/rootfs/)
+  dovecot      build (or find cached) the delay-free Dovecot packages from Debian's source
+               with xtask/dovecot/*.patch; prints their directory (CMDEPLOY_CACHE, default
+               /var/cache/cmdeploy)
   bench        measure install (vs a bare apt-get install) and no-op re-run times
   demo         deploy a relay into a local test host booted with systemd-nspawn
   demo stop    stop that test host
@@ -26,6 +29,10 @@ fn main() -> Result<()> {
         Some("rootfs") => {
             println!("{}", rootfs::ensure()?.display());
             println!("{}", rootfs::ensure_bootable()?.display());
+            Ok(())
+        }
+        Some("dovecot") => {
+            println!("{}", dovecot::ensure()?.display());
             Ok(())
         }
         Some("bench") => bench::run(),

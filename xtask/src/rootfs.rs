@@ -108,6 +108,21 @@ fn make_bootable(root: &Path) -> Result<()> {
 /// `apt-get install --no-install-recommends packages` inside `root`, the way an operator would
 /// by hand: /proc mounted, and package scripts kept from starting services.
 pub fn apt_install(root: &Path, packages: &[&str]) -> Result<()> {
+    in_chroot(root, || {
+        check(
+            Command::new("chroot")
+                .arg(root)
+                .args(["apt-get", "install", "-y", "-q", "--no-install-recommends"])
+                .args(packages)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdout(std::process::Stdio::null()),
+        )
+    })
+}
+
+/// Runs `work` (commands under `chroot root`) with /proc mounted in `root` and package scripts
+/// kept from starting services; undoes both afterwards, also when `work` fails.
+pub fn in_chroot(root: &Path, work: impl FnOnce() -> Result<()>) -> Result<()> {
     let policy = root.join("usr/sbin/policy-rc.d");
     std::fs::write(&policy, "#!/bin/sh\nexit 101\n")?;
     check(Command::new("chmod").arg("755").arg(&policy))?;
@@ -116,14 +131,7 @@ pub fn apt_install(root: &Path, packages: &[&str]) -> Result<()> {
             .args(["-t", "proc", "proc"])
             .arg(root.join("proc")),
     )?;
-    let result = check(
-        Command::new("chroot")
-            .arg(root)
-            .args(["apt-get", "install", "-y", "-q", "--no-install-recommends"])
-            .args(packages)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(std::process::Stdio::null()),
-    );
+    let result = work();
     check(Command::new("umount").arg(root.join("proc")))?;
     std::fs::remove_file(&policy)?;
     result

@@ -1,5 +1,8 @@
 //! Helpers for the CLI tests: running the built `cmdeploy`, Debian rootfs copies for the slow
 //! tests, and snapshots of a directory tree to prove that nothing changed.
+//!
+//! Slow tests (root, rootfs, booted hosts, namespaces, dockerd) are `#[ignore = "slow: ..."]`:
+//! a plain `cargo test` lists them as ignored; `cargo test -- --include-ignored` runs them.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,18 +12,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-
-/// The slow tests (Debian rootfs, packages from the mirror) run only with this switch.
-pub const SLOW_SWITCH: &str = "CHATMAIL_SLOW_TESTS";
-
-/// True when slow tests should run; otherwise says why they are skipped.
-pub fn slow_tests_enabled() -> bool {
-    let enabled = std::env::var(SLOW_SWITCH).is_ok_and(|v| v == "1");
-    if !enabled {
-        eprintln!("skipped: set {SLOW_SWITCH}=1 to deploy into a Debian rootfs");
-    }
-    enabled
-}
 
 /// The output of one `cmdeploy` run.
 #[derive(Debug)]

@@ -45,14 +45,11 @@ fn main() -> Result<()> {
         .build()
         .context("starting the async runtime")?
         .block_on(async {
+            let mut stop = chatmail_shutdown::Stop::install().context("handling SIGTERM")?;
             let turn = server::start(&addresses, args.port, &args.realm, &secret).await?;
-            let mut terminate =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .context("installing the SIGTERM handler")?;
             let result = tokio::select! {
                 result = credentials::serve(args.socket.clone(), secret.clone()) => result,
-                _ = terminate.recv() => Ok(()),
-                _ = tokio::signal::ctrl_c() => Ok(()),
+                () = stop.requested() => Ok(()),
             };
             turn.close().await.context("closing the TURN server")?;
             result

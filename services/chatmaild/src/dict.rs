@@ -84,17 +84,25 @@ pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>) -> Resul
     }
 }
 
-/// Binds `socket` and serves `handler` on a runtime with one worker per core.
+/// Binds `socket` and serves `handler` on a runtime with one worker per core, until SIGTERM
+/// or SIGINT; then returns at once, not waiting for open connections.
 pub fn run_service<H: Handler>(socket: &Path, handler: H) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(64)
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
+        let mut stop = chatmail_shutdown::Stop::install().context("handling SIGTERM")?;
         let listener = bind(socket)?;
-        serve(listener, Arc::new(handler)).await
-    })
+        tokio::select! {
+            result = serve(listener, Arc::new(handler)) => result,
+            () = stop.requested() => Ok(()),
+        }
+    });
+    // A blocking lookup still running must not hold the exit up.
+    runtime.shutdown_background();
+    result
 }
 
 struct OpenTx {

@@ -41,9 +41,17 @@ fn main() -> Result<()> {
         skip_dkim: args.skip_dkim,
         dns_server: args.dns_server,
     };
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?
-        .block_on(run(config, options))
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async {
+        let mut stop = chatmail_shutdown::Stop::install().context("cannot handle SIGTERM")?;
+        tokio::select! {
+            result = run(config, options) => result,
+            () = stop.requested() => Ok(()),
+        }
+    });
+    runtime.shutdown_background();
+    result
 }
