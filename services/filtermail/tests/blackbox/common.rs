@@ -195,12 +195,13 @@ impl Filtermail {
         let log_store = logs.clone();
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("entering serving loop") {
-                    let _ = ready_tx.send(());
-                }
+                // Stored before the ready signal, so a caller woken by it sees the line.
                 if let Ok(mut logs) = log_store.lock() {
                     logs.push_str(&line);
                     logs.push('\n');
+                }
+                if line.contains("entering serving loop") {
+                    let _ = ready_tx.send(());
                 }
             }
         });
