@@ -1,13 +1,14 @@
 //! `cargo xtask demo`: a relay in a local test host. Prepares a bootable Debian 12 root (once,
-//! kept under `target/demo/`), runs the install phase into it, boots it with systemd-nspawn
-//! and runs `cmdeploy run` inside, as an operator would on a real server.
+//! kept under `target/demo/`), runs the install phase into it with our delay-free Dovecot,
+//! boots it with systemd-nspawn and runs `cmdeploy run` inside, as an operator would on a
+//! real server.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::Result;
 use xtask::host::{self, Host};
-use xtask::{bundle, check, rootfs, workspace};
+use xtask::{bundle, check, dovecot, rootfs, workspace};
 
 const NAME: &str = "chatmail";
 /// Where the deploy bundle goes in the host.
@@ -32,11 +33,13 @@ pub fn start() -> Result<()> {
         rootfs::extract(&tarball, &root)?;
     }
     // The host has no route out: everything from the Debian mirror is installed beforehand,
-    // exactly what the install phase is for (it needs no chatmail.ini).
+    // exactly what the install phase is for (it needs no chatmail.ini), with our delay-free
+    // Dovecot.
     check(
         Command::new(&cmdeploy)
             .args(["run", "--phase", "install", "--root"])
-            .arg(&root),
+            .arg(&root)
+            .env(dovecot::DEBS_ENV, dovecot::ensure()?),
     )?;
     bundle::copy(
         &cmdeploy,

@@ -2,6 +2,7 @@
 //! the slow tests deploy into, and the deploy benchmarks.
 
 mod bench;
+mod bench_latency;
 mod demo;
 
 use anyhow::{Result, bail};
@@ -16,6 +17,9 @@ tasks:
                with xtask/dovecot/*.patch; prints their directory (CMDEPLOY_CACHE, default
                /var/cache/cmdeploy)
   bench        measure install (vs a bare apt-get install) and no-op re-run times
+  bench latency
+               message latency through a booted test relay (submission -> IMAP IDLE, Delta
+               Chat round trip, per hop), with Debian's Dovecot and with ours
   demo         deploy a relay into a local test host booted with systemd-nspawn
   demo stop    stop that test host
   image [--engine docker|podman] [--base IMAGE] [--tag TAG] [--binaries DIR]
@@ -35,7 +39,11 @@ fn main() -> Result<()> {
             println!("{}", dovecot::ensure()?.display());
             Ok(())
         }
-        Some("bench") => bench::run(),
+        Some("bench") => match args.get(1).map(String::as_str) {
+            None => bench::run(),
+            Some("latency") => bench_latency::run(),
+            Some(other) => bail!("unknown bench {other:?}; use `cargo xtask bench [latency]`"),
+        },
         Some("image") => image(&args[1..]),
         Some("demo") => match args.get(1).map(String::as_str) {
             None => demo::start(),
