@@ -203,6 +203,15 @@ fn untouched_target() -> (tempfile::TempDir, String) {
 #[test]
 fn bad_input_is_refused_with_a_clear_message_and_the_target_untouched() {
     let configs = tempfile::tempdir().unwrap();
+    let overrides = configs.path().join("templates");
+    std::fs::create_dir_all(overrides.join("chatmaild")).unwrap();
+    std::fs::write(
+        overrides.join("chatmaild/appversions.json"),
+        r#"{"clients": [{"clientId": "deltachat", "sources": [{"sourceId": "web",
+            "versionInteger": 1, "versionString": "1", "downloadUrl": "https://evil.example/"}]}]}"#,
+    )
+    .unwrap();
+    let overrides = overrides.to_str().unwrap();
     let cases: &[(&str, Option<&str>, &[&str], &str)] = &[
         (
             "missing config",
@@ -263,6 +272,15 @@ fn bad_input_is_refused_with_a_clear_message_and_the_target_untouched() {
             Some("mail_domain = a.org\n"),
             &["--ssh-host", "admin@relay"],
             "--ssh-host \"admin@relay\" is not a host name or address",
+        ),
+        (
+            "bad app versions",
+            Some("mail_domain = a.org\n"),
+            &["--templates", overrides],
+            "template chatmaild/appversions.json (for /usr/local/lib/chatmaild/appversions.json) \
+             is not a valid app-versions document: client \"deltachat\", source \"web\": \
+             downloadUrl \"https://evil.example/\" must start with https://github.com/deltachat/ \
+             or https://download.delta.chat/",
         ),
         (
             "privacy contacts of others",

@@ -2,11 +2,13 @@
 
 Two new accounts log in (which creates them on the relay), set up end-to-end encryption
 with a Secure-Join QR code, exchange a message in each direction, and a cleartext message
-sent by plain SMTP submission is refused. Prints one JSON line with the measured round trip.
+sent by plain SMTP submission is refused, and the relay's IMAP METADATA names the current app
+versions. Prints one JSON line with the measured round trip and what was checked.
 
 usage: deltachat_exchange.py RELAY_ADDRESS MAIL_DOMAIN ACCOUNTS_DIR
 """
 
+import imaplib
 import json
 import secrets
 import smtplib
@@ -73,7 +75,24 @@ def main():
         assert answer.show_padlock, "bob's answer was not end-to-end encrypted"
 
         refused = cleartext_is_refused(relay, logins[0], logins[1][0])
-        print(json.dumps({"round_trip_seconds": round(round_trip, 3), "cleartext_refused": refused}))
+        clients = [client["clientId"] for client in app_versions(relay, logins[0])["clients"]]
+        print(
+            json.dumps(
+                {
+                    "round_trip_seconds": round(round_trip, 3),
+                    "cleartext_refused": refused,
+                    "appversions_clients": clients,
+                }
+            )
+        )
+
+
+def unverified_tls():
+    """Test relays have self-signed certificates."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def cleartext_is_refused(relay, login, to_addr):
@@ -84,17 +103,29 @@ def cleartext_is_refused(relay, login, to_addr):
     message["To"] = to_addr
     message["Subject"] = "cleartext"
     message.set_content("this is not encrypted\n")
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
     with smtplib.SMTP(relay, 587, timeout=30) as smtp:
-        smtp.starttls(context=context)
+        smtp.starttls(context=unverified_tls())
         smtp.login(addr, password)
         try:
             smtp.send_message(message)
         except smtplib.SMTPDataError as err:
             return f"{err.smtp_code} {err.smtp_error.decode(errors='replace')}"
     raise AssertionError("the relay accepted a cleartext message")
+
+
+def app_versions(relay, login):
+    """The app-versions document Delta Chat reads from the relay's IMAP METADATA."""
+    addr, password = login
+    with imaplib.IMAP4_SSL(relay, 993, ssl_context=unverified_tls(), timeout=30) as imap:
+        imap.login(addr, password)
+        status, reply = imap.xatom("GETMETADATA", '""', "/shared/vendor/deltachat/appversions")
+        assert status == "OK", f"GETMETADATA: {status} {reply!r}"
+        _, data = imap.response("METADATA")
+    # The value comes as an IMAP literal: (b'"" (/shared/... {N}', b'<json>').
+    for item in data:
+        if isinstance(item, tuple):
+            return json.loads(item[1])
+    raise AssertionError(f"no app versions in the METADATA reply {data!r}")
 
 
 if __name__ == "__main__":
