@@ -2,7 +2,8 @@
 
 Two new accounts log in (which creates them on the relay), set up end-to-end encryption
 with a Secure-Join QR code, exchange a message in each direction, and a cleartext message
-sent by plain SMTP submission is refused. Prints one JSON line with the measured round trip.
+sent by plain SMTP submission is refused, and the relay's IMAP METADATA names the current app
+versions. Prints one JSON line with the measured round trip and what was checked.
 
 usage: deltachat_exchange.py RELAY_ADDRESS MAIL_DOMAIN ACCOUNTS_DIR
        deltachat_exchange.py --federation RELAY_A DOMAIN_A RELAY_B DOMAIN_B ACCOUNTS_DIR
@@ -19,6 +20,7 @@ with one JSON line (an error ends the script with a traceback):
                     to relay B on port 25: the reply
 """
 
+import imaplib
 import json
 import secrets
 import smtplib
@@ -100,7 +102,16 @@ def main():
         )
         round_trip = exchange(alice, bob, chat)
         refused = cleartext_is_refused(relay, logins[0], logins[1][0])
-        print(json.dumps({"round_trip_seconds": round_trip, "cleartext_refused": refused}))
+        clients = [client["clientId"] for client in app_versions(relay, logins[0])["clients"]]
+        print(
+            json.dumps(
+                {
+                    "round_trip_seconds": round_trip,
+                    "cleartext_refused": refused,
+                    "appversions_clients": clients,
+                }
+            )
+        )
 
 
 def federation(relay_a, domain_a, relay_b, domain_b, accounts_dir):
@@ -132,7 +143,7 @@ def federation(relay_a, domain_a, relay_b, domain_b, accounts_dir):
             print(json.dumps(answer), flush=True)
 
 
-def any_certificate():
+def unverified_tls():
     """The test relays' certificates are self-signed or from a test CA this machine does not
     trust."""
     context = ssl.create_default_context()
@@ -157,7 +168,7 @@ def submit(relay, login, message):
     """Submits `message` with `login` on the relay's port 587."""
     addr, password = login
     with smtplib.SMTP(relay, 587, timeout=30) as smtp:
-        smtp.starttls(context=any_certificate())
+        smtp.starttls(context=unverified_tls())
         smtp.login(addr, password)
         smtp.send_message(message)
 
@@ -166,7 +177,7 @@ def unsigned_is_refused(relay, from_addr, to_addr):
     """A message from `from_addr` without its domain's DKIM signature, offered to the relay's
     port 25 as another relay would: the relay must refuse it."""
     with smtplib.SMTP(relay, 25, timeout=30) as smtp:
-        smtp.starttls(context=any_certificate())
+        smtp.starttls(context=unverified_tls())
         try:
             smtp.send_message(securejoin_request(from_addr, to_addr))
         except smtplib.SMTPDataError as err:
@@ -183,13 +194,28 @@ def cleartext_is_refused(relay, login, to_addr):
     message["Subject"] = "cleartext"
     message.set_content("this is not encrypted\n")
     with smtplib.SMTP(relay, 587, timeout=30) as smtp:
-        smtp.starttls(context=any_certificate())
+        smtp.starttls(context=unverified_tls())
         smtp.login(addr, password)
         try:
             smtp.send_message(message)
         except smtplib.SMTPDataError as err:
             return f"{err.smtp_code} {err.smtp_error.decode(errors='replace')}"
     raise AssertionError("the relay accepted a cleartext message")
+
+
+def app_versions(relay, login):
+    """The app-versions document Delta Chat reads from the relay's IMAP METADATA."""
+    addr, password = login
+    with imaplib.IMAP4_SSL(relay, 993, ssl_context=unverified_tls(), timeout=30) as imap:
+        imap.login(addr, password)
+        status, reply = imap.xatom("GETMETADATA", '""', "/shared/vendor/deltachat/appversions")
+        assert status == "OK", f"GETMETADATA: {status} {reply!r}"
+        _, data = imap.response("METADATA")
+    # The value comes as an IMAP literal: (b'"" (/shared/... {N}', b'<json>').
+    for item in data:
+        if isinstance(item, tuple):
+            return json.loads(item[1])
+    raise AssertionError(f"no app versions in the METADATA reply {data!r}")
 
 
 if __name__ == "__main__":
