@@ -16,8 +16,14 @@ tasks:
                with xtask/dovecot/*.patch; prints their directory (CMDEPLOY_CACHE, default
                /var/cache/cmdeploy)
   bench        measure install (vs a bare apt-get install) and no-op re-run times
+  bench --relays 2
+               Delta Chat round trips between the two relays of the testbed and within one
   demo         deploy a relay into a local test host booted with systemd-nspawn
-  demo stop    stop that test host
+  demo --relays 2
+               the two-relay testbed: _alpha.chat.test (self-signed) and beta.chat.test
+               (certificate from a test CA) on test hosts joined by a bridge, with nsd serving
+               their zones; prints domains, addresses and shell lines
+  demo stop    stop the demo's test host(s)
   image [--engine docker|podman] [--base IMAGE] [--tag TAG] [--binaries DIR]
                build the relay's container image (default base debian:bookworm, tag
                chatmail-relay:latest, release binaries built first unless --binaries)
@@ -35,12 +41,25 @@ fn main() -> Result<()> {
             println!("{}", dovecot::ensure()?.display());
             Ok(())
         }
-        Some("bench") => bench::run(),
+        Some("bench") => match args.get(1).map(String::as_str) {
+            None => bench::run(),
+            Some("--relays") if args.get(2).map(String::as_str) == Some("2") => bench::relays(),
+            Some(other) => {
+                bail!("unknown bench option {other:?}; use `cargo xtask bench [--relays 2]`")
+            }
+        },
         Some("image") => image(&args[1..]),
         Some("demo") => match args.get(1).map(String::as_str) {
             None => demo::start(),
             Some("stop") => demo::stop(),
-            Some(other) => bail!("unknown demo action {other:?}; use `cargo xtask demo [stop]`"),
+            Some("--relays") => match args.get(2).map(String::as_str) {
+                Some("1") => demo::start(),
+                Some("2") => demo::start_two(),
+                _ => bail!("--relays takes 1 or 2"),
+            },
+            Some(other) => {
+                bail!("unknown demo action {other:?}; use `cargo xtask demo [--relays 2 | stop]`")
+            }
         },
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Result, bail};
+use chatmail_core::config::brief;
 use serde::Deserialize;
 
 /// Where chatmail-metadata reads it (its `--appversions` default).
@@ -21,9 +22,6 @@ const DOWNLOAD_PREFIXES: [&str; 2] = [
 
 /// A document this large is not an app-versions list; refused without reading it out.
 const MAX_BYTES: usize = 64 * 1024;
-
-/// How much of a bad value or parser message an error shows.
-const MAX_SHOWN: usize = 200;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,7 +59,7 @@ pub fn check(text: &[u8]) -> Result<()> {
     let document: Document = match serde_path_to_error::deserialize(parser) {
         Ok(document) => document,
         Err(err) => {
-            let problem = shown(&err.inner().to_string());
+            let problem = brief(&err.inner().to_string());
             match err.path().to_string().as_str() {
                 "." => bail!("{problem}"),
                 path => bail!("{path}: {problem}"),
@@ -70,13 +68,13 @@ pub fn check(text: &[u8]) -> Result<()> {
     };
     let mut clients = BTreeSet::new();
     for client in &document.clients {
-        let id = shown(&client.client_id);
+        let id = brief(&client.client_id);
         if !clients.insert(&client.client_id) {
             bail!("clientId {id:?} is listed twice");
         }
         let mut sources = BTreeSet::new();
         for source in &client.sources {
-            let source_id = shown(&source.source_id);
+            let source_id = brief(&source.source_id);
             if !sources.insert(&source.source_id) {
                 bail!("client {id:?}: sourceId {source_id:?} is listed twice");
             }
@@ -86,21 +84,13 @@ pub fn check(text: &[u8]) -> Result<()> {
             {
                 bail!(
                     "client {id:?}, source {source_id:?}: downloadUrl {:?} must start with {}",
-                    shown(&source.download_url),
+                    brief(&source.download_url),
                     DOWNLOAD_PREFIXES.join(" or ")
                 );
             }
         }
     }
     Ok(())
-}
-
-/// `text`, cut to a length an error message can carry.
-fn shown(text: &str) -> String {
-    match text.char_indices().nth(MAX_SHOWN) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
 }
 
 #[cfg(test)]
