@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::Error;
 use crate::ini;
 use crate::schema::{DefaultValue, KEYS, Key, Kind};
+use crate::{Error, brief};
 
 /// Where an effective value came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -179,7 +179,7 @@ pub struct Config {
     pub filtermail_smtp_port_incoming: u16,
     /// filtermail's HTTP receiver behind `/mxdeliv`.
     pub filtermail_http_port_incoming: u16,
-    /// filtermail's LMTP transport for remote delivery (upstream's; not used here).
+    /// filtermail's LMTP transport: Postfix's `default_transport` for remote delivery.
     pub filtermail_lmtp_port_transport: u16,
     /// Postfix's port where filtermail reinjects checked outgoing mail.
     pub postfix_reinject_port: u16,
@@ -244,6 +244,15 @@ impl Config {
         env: EnvLookup<'_>,
         extra: &[&'static Key],
     ) -> Result<Config, Error> {
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.len() > MAX_FILE_BYTES
+        {
+            return Err(Error::new(format!(
+                "{} is {} bytes; a settings file is at most {MAX_FILE_BYTES} bytes",
+                path.display(),
+                meta.len()
+            )));
+        }
         let text = std::fs::read_to_string(path).map_err(|err| {
             if err.kind() == std::io::ErrorKind::NotFound {
                 Error::new(format!(
@@ -320,6 +329,7 @@ impl Config {
             );
         }
         loader.apply_env(env)?;
+        loader.check_values()?;
         for key in extra {
             loader.check_extension(key)?;
         }
@@ -433,6 +443,12 @@ impl Loader {
                     },
                 );
             } else if let Some(path) = env(&file_var) {
+                let size = std::fs::metadata(&path).map_or(0, |meta| meta.len());
+                if size > MAX_VALUE_BYTES as u64 {
+                    return Err(Error::new(format!(
+                        "${file_var}: {path} is {size} bytes; a value is at most {MAX_VALUE_BYTES}"
+                    )));
+                }
                 let value = std::fs::read_to_string(&path)
                     .map_err(|err| Error::new(format!("${file_var}: cannot read {path}: {err}")))?;
                 self.raw.insert(
@@ -461,7 +477,27 @@ impl Loader {
         }
     }
 
+    /// Refuses, before any value is used, values too long to be settings and control
+    /// characters, which would break out of the line of a configuration file they are
+    /// written to (only [`Kind::Lines`] values may span lines).
+    fn check_values(&self) -> Result<(), Error> {
+        for (name, raw) in &self.raw {
+            let kind = self.key(name).map_or(Kind::Text, |key| key.kind);
+            let allowed = |c: char| c == '\n' && kind == Kind::Lines;
+            let why = if raw.value.len() > MAX_VALUE_BYTES {
+                format!("at most {MAX_VALUE_BYTES} bytes")
+            } else if raw.value.chars().any(|c| c.is_control() && !allowed(c)) {
+                "a single line without control characters".to_owned()
+            } else {
+                continue;
+            };
+            return Err(self.invalid(name, &raw.value, &raw.source, &why));
+        }
+        Ok(())
+    }
+
     fn invalid(&self, name: &'static str, value: &str, source: &Source, why: &str) -> Error {
+        let value = brief(value);
         let place = match source {
             Source::File { path, line } => format!("{}:{line}: {name} = {value:?}", path.display()),
             Source::Env { var } | Source::EnvFile { var, .. } => format!("${var}={value:?}"),
@@ -473,10 +509,20 @@ impl Loader {
     /// Parses `name` with `parse`, which returns `None` for a value of the wrong form.
     fn typed<T>(&self, name: &'static str, parse: impl Fn(&str) -> Option<T>) -> Result<T, Error> {
         let kind = self.key(name).map_or(Kind::Text, |k| k.kind);
+        self.checked(name, kind.expectation(), parse)
+    }
+
+    /// Like [`Loader::typed`], with a rule of the key's own: `expected` describes it.
+    fn checked<T>(
+        &self,
+        name: &'static str,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<T, Error> {
         let (value, source) = self
             .raw(name)
             .ok_or_else(|| Error::new(format!("{name} must be set")))?;
-        parse(value).ok_or_else(|| self.invalid(name, value, &source, kind.expectation()))
+        parse(value).ok_or_else(|| self.invalid(name, value, &source, expected))
     }
 
     /// Like [`Loader::typed`], but an absent key is `None` instead of an error.
@@ -491,8 +537,11 @@ impl Loader {
         }
     }
 
+    /// A whole number as the key's kind allows ([`Kind::Count`], [`Kind::Positive`] or
+    /// [`Kind::Days`]).
     fn count(&self, name: &'static str) -> Result<u32, Error> {
-        self.typed(name, |v| v.parse().ok())
+        let kind = self.key(name).map_or(Kind::Count, |key| key.kind);
+        self.typed(name, |v| kind.accepts(v).then(|| v.parse().ok()).flatten())
     }
 
     fn port(&self, name: &'static str) -> Result<u16, Error> {
@@ -507,8 +556,45 @@ impl Loader {
         self.typed(name, parse_size_mb)
     }
 
+    /// `max_mailbox_size`: a size, and not zero (no mailbox could hold a message).
+    fn mailbox_size_mb(&self) -> Result<u64, Error> {
+        self.checked(
+            "max_mailbox_size",
+            "a size above 0, such as 500M, 2G or 256 (megabytes)",
+            |v| parse_size_mb(v).filter(|size| *size > 0),
+        )
+    }
+
     fn path(&self, name: &'static str) -> Result<PathBuf, Error> {
         self.typed(name, |v| Some(PathBuf::from(v)).filter(|p| p.is_absolute()))
+    }
+
+    /// `mailboxes_dir`: the deployment gives it to vmail with mode 0700, so it must be a
+    /// directory of its own, never `/`, a system directory or anything inside one.
+    fn mailboxes_dir(&self) -> Result<PathBuf, Error> {
+        let expected = "an absolute path of a directory of its own (without `.` or `..`): not \
+                        `/`, a system directory or one inside /etc, /usr, /boot, /dev, /proc, \
+                        /sys or /run";
+        self.checked("mailboxes_dir", expected, |value| {
+            let path = PathBuf::from(value);
+            let plain = path.is_absolute()
+                && path
+                    .components()
+                    .all(|part| matches!(part, Component::RootDir | Component::Normal(_)));
+            // As the kernel reads it: `//etc/` is `/etc`, and `/` is the empty string here.
+            let normal: String = path
+                .components()
+                .filter_map(|part| match part {
+                    Component::Normal(name) => Some(format!("/{}", name.to_string_lossy())),
+                    _ => None,
+                })
+                .collect();
+            let system = SYSTEM_DIRS.contains(&normal.as_str())
+                || SYSTEM_TREES
+                    .iter()
+                    .any(|tree| normal == *tree || normal.starts_with(&format!("{tree}/")));
+            (plain && !system).then_some(path)
+        })
     }
 
     fn text(&self, name: &'static str) -> String {
@@ -533,6 +619,17 @@ impl Loader {
                     Kind::Domain.expectation(),
                 ));
             }
+            Some((value, source)) if value.len() > MAX_DOMAIN_CHARS => {
+                return Err(self.invalid(
+                    "mail_domain",
+                    value,
+                    &source,
+                    &format!(
+                        "a domain of at most {MAX_DOMAIN_CHARS} characters: TLS certificates \
+                         name it in their common name, which allows no more"
+                    ),
+                ));
+            }
             Some((value, _)) => value.to_owned(),
         };
         let ipv4_relay: Option<Ipv4Addr> = mail_domain_bare.parse().ok();
@@ -549,7 +646,7 @@ impl Loader {
             })?
             .filter(|v| !v.is_empty());
         let mailboxes_dir = match self.raw.contains_key("mailboxes_dir") {
-            true => self.path("mailboxes_dir")?,
+            true => self.mailboxes_dir()?,
             false => PathBuf::from(format!("/home/vmail/mail/{mail_domain}")),
         };
         let config = Config {
@@ -558,9 +655,9 @@ impl Loader {
             tls,
             max_user_send_per_minute: self.count("max_user_send_per_minute")?,
             max_user_send_burst_size: self.count("max_user_send_burst_size")?,
-            max_mailbox_size_mb: self.size_mb("max_mailbox_size")?,
+            max_mailbox_size_mb: self.mailbox_size_mb()?,
             max_mailbox_size,
-            max_message_size: self.typed("max_message_size", |v| v.parse().ok())?,
+            max_message_size: self.count("max_message_size")?.into(),
             delete_mails_after: self.count("delete_mails_after")?,
             delete_large_after: self.count("delete_large_after")?,
             delete_inactive_users_after: self.count("delete_inactive_users_after")?,
@@ -702,6 +799,52 @@ impl Loader {
     }
 }
 
+/// Ports the relay's public services (and SSH) listen on, which an internal port must not take.
+const PUBLIC_PORTS: [(u16, &str); 10] = [
+    (22, "SSH"),
+    (25, "SMTP"),
+    (53, "DNS resolver"),
+    (80, "HTTP"),
+    (143, "IMAP"),
+    (443, "HTTPS"),
+    (465, "SMTPS"),
+    (587, "submission"),
+    (993, "IMAPS"),
+    (3478, "TURN"),
+];
+
+/// Directories `mailboxes_dir` may not be (their subdirectories are fine); `""` is `/`.
+const SYSTEM_DIRS: [&str; 12] = [
+    "",
+    "/home",
+    "/var",
+    "/var/lib",
+    "/var/mail",
+    "/var/spool",
+    "/var/log",
+    "/var/www",
+    "/tmp",
+    "/opt",
+    "/srv",
+    "/root",
+];
+
+/// Directories `mailboxes_dir` may be neither nor inside of.
+const SYSTEM_TREES: [&str; 13] = [
+    "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/dev",
+    "/proc", "/sys", "/run",
+];
+
+/// A settings file is a few kilobytes; anything this large is a mistake, refused unread.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// The longest value any setting needs (a postal address, a path, a URL).
+const MAX_VALUE_BYTES: usize = 4096;
+
+/// The longest `mail_domain`: certificates carry it as their common name (RFC 5280's
+/// `ub-common-name`), and openssl and ACME servers refuse longer ones.
+const MAX_DOMAIN_CHARS: usize = 64;
+
 impl Config {
     /// Two internal services on one port would fail at runtime in confusing ways: refuse early.
     fn check_ports(&self) -> Result<(), Error> {
@@ -729,6 +872,12 @@ impl Config {
             if let Some((other, _)) = ports[..i].iter().find(|(_, p)| p == port) {
                 return Err(Error::new(format!(
                     "{name} and {other} are both {port}; each internal service needs its own port"
+                )));
+            }
+            if let Some((_, service)) = PUBLIC_PORTS.iter().find(|(p, _)| p == port) {
+                return Err(Error::new(format!(
+                    "{name} = {port} is the relay's {service} port; internal services need \
+                     ports of their own"
                 )));
             }
         }

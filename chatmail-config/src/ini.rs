@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::brief;
+
 /// One `key = value` entry with the line it starts on (1-based).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -57,7 +59,7 @@ pub fn parse(text: &str) -> Result<Vec<Section>, SyntaxError> {
             let Some(entry) = sections.last_mut().and_then(|s| s.entries.last_mut()) else {
                 return Err(SyntaxError {
                     line,
-                    message: format!("indented line {trimmed:?} continues no setting"),
+                    message: format!("indented line {:?} continues no setting", brief(trimmed)),
                 });
             };
             if !entry.value.is_empty() {
@@ -70,7 +72,7 @@ pub fn parse(text: &str) -> Result<Vec<Section>, SyntaxError> {
             let Some(name) = header.strip_suffix(']') else {
                 return Err(SyntaxError {
                     line,
-                    message: format!("section header {trimmed:?} lacks its closing ']'"),
+                    message: format!("section header {:?} lacks its closing ']'", brief(trimmed)),
                 });
             };
             sections.push(Section {
@@ -83,20 +85,20 @@ pub fn parse(text: &str) -> Result<Vec<Section>, SyntaxError> {
         let Some(split) = trimmed.find(['=', ':']) else {
             return Err(SyntaxError {
                 line,
-                message: format!("expected `key = value`, found {trimmed:?}"),
+                message: format!("expected `key = value`, found {:?}", brief(trimmed)),
             });
         };
         let key = trimmed[..split].trim();
         if key.is_empty() {
             return Err(SyntaxError {
                 line,
-                message: format!("setting without a name: {trimmed:?}"),
+                message: format!("setting without a name: {:?}", brief(trimmed)),
             });
         }
         let Some(section) = sections.last_mut() else {
             return Err(SyntaxError {
                 line,
-                message: format!("setting {key:?} comes before any [section] header"),
+                message: format!("setting {:?} comes before any [section] header", brief(key)),
             });
         };
         section.entries.push(Entry {
@@ -147,6 +149,17 @@ mod tests {
         assert!(err.message.contains("closing"), "{err}");
         let err = parse("  dangling\n").unwrap_err();
         assert!(err.message.contains("continues no setting"), "{err}");
+    }
+
+    #[test]
+    fn a_huge_bad_line_is_not_echoed() {
+        let err = parse(&format!("[params]\n{}\n", "x".repeat(10_000_000))).unwrap_err();
+        assert!(err.message.len() < 200, "{}", err.message.len());
+        assert!(
+            err.message.ends_with("… (10000000 bytes)\""),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -4,14 +4,17 @@
 //! - [`Config`]: the typed settings with derived values and the origin of each value.
 //! - [`default_ini`]: the commented file `cmdeploy init` writes.
 //! - [`ini`]: the line-numbered INI reader underneath.
+//! - [`brief`]: values shortened for messages.
 
 #![warn(missing_docs)]
 
+mod brief;
 mod config;
 pub mod ini;
 mod init;
 pub mod schema;
 
+pub use brief::brief;
 pub use config::{
     ACME_LINKS, Config, EnvLookup, Setting, Source, Tls, TlsMode, UnusedKey, is_valid_domain,
     parse_bool, parse_size_mb,

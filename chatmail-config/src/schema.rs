@@ -8,10 +8,14 @@
 pub enum Kind {
     /// A host name (letters, digits, `-`, `_`, dots) or an IPv4 address.
     Domain,
-    /// Free text, taken as written (surrounding white space removed).
+    /// Free text on one line, taken as written (surrounding white space removed).
     Text,
+    /// Free text that may span lines (indented continuation lines), e.g. a postal address.
+    Lines,
     /// A whole number, zero or more.
     Count,
+    /// A whole number, one or more: a limit or size where zero has no meaning.
+    Positive,
     /// A decimal number, zero or more.
     Decimal,
     /// `true` or `false` (also `yes`/`no`, `on`/`off`, `1`/`0`), any case.
@@ -20,7 +24,7 @@ pub enum Kind {
     Port,
     /// A size such as `500M`, `2G` or `256` (megabytes), with an optional trailing `B`.
     Size,
-    /// A number of days.
+    /// A number of days, one or more.
     Days,
     /// An absolute file system path.
     Path,
@@ -35,13 +39,15 @@ impl Kind {
     pub fn expectation(self) -> &'static str {
         match self {
             Kind::Domain => "a domain name (letters, digits, '-', '_', dots) or an IPv4 address",
-            Kind::Text => "text",
+            Kind::Text => "text on one line",
+            Kind::Lines => "text",
             Kind::Count => "a whole number (0 or more)",
+            Kind::Positive => "a whole number (1 or more)",
             Kind::Decimal => "a number (0 or more), e.g. 5 or 2.5",
             Kind::Bool => "true or false",
             Kind::Port => "a port number from 1 to 65535",
             Kind::Size => "a size such as 500M, 2G or 256 (megabytes)",
-            Kind::Days => "a whole number of days",
+            Kind::Days => "a whole number of days (1 or more)",
             Kind::Path => "an absolute path",
             Kind::Address => "an IP address or localhost",
             Kind::CertAndKey => "two space-separated absolute paths: certificate, then key",
@@ -56,8 +62,9 @@ impl Kind {
         let absolute = |v: &str| v.starts_with('/');
         match self {
             Kind::Domain => crate::is_valid_domain(value),
-            Kind::Text => true,
-            Kind::Count | Kind::Days => value.parse::<u32>().is_ok(),
+            Kind::Text | Kind::Lines => true,
+            Kind::Count => value.parse::<u32>().is_ok(),
+            Kind::Positive | Kind::Days => value.parse::<u32>().is_ok_and(|n| n > 0),
             Kind::Decimal => value
                 .parse::<f64>()
                 .is_ok_and(|f| f.is_finite() && f >= 0.0),
@@ -190,35 +197,35 @@ pub static KEYS: &[Key] = &[
     ),
     k(
         "username_min_length",
-        Kind::Count,
+        Kind::Positive,
         Value("9"),
         Group::Addresses,
         "Shortest allowed local part of a new address.",
     ),
     k(
         "username_max_length",
-        Kind::Count,
+        Kind::Positive,
         Value("9"),
         Group::Addresses,
         "Longest allowed local part of a new address.",
     ),
     k(
         "password_min_length",
-        Kind::Count,
+        Kind::Positive,
         Value("9"),
         Group::Addresses,
         "Shortest allowed password of a new account.",
     ),
     k(
         "max_user_send_per_minute",
-        Kind::Count,
+        Kind::Positive,
         Value("60"),
         Group::Limits,
         "Messages one user may send per minute on average.",
     ),
     k(
         "max_user_send_burst_size",
-        Kind::Count,
+        Kind::Positive,
         Value("10"),
         Group::Limits,
         "Messages one user may send in a burst before the per-minute rate applies.",
@@ -232,7 +239,7 @@ pub static KEYS: &[Key] = &[
     ),
     k(
         "max_message_size",
-        Kind::Count,
+        Kind::Positive,
         Value("31457280"),
         Group::Limits,
         "Largest accepted message, in bytes.",
@@ -260,14 +267,14 @@ pub static KEYS: &[Key] = &[
     ),
     k(
         "max_imap_connections",
-        Kind::Count,
+        Kind::Positive,
         Value("10000"),
         Group::Limits,
         "Most concurrent IMAP sessions (one process each).",
     ),
     k(
         "max_smtp_connections",
-        Kind::Count,
+        Kind::Positive,
         Value("1000"),
         Group::Limits,
         "Most concurrent SMTP submission connections per port; one client gets a fifth of it.",
@@ -418,7 +425,7 @@ pub static KEYS: &[Key] = &[
     ),
     k(
         "privacy_postal",
-        Kind::Text,
+        Kind::Lines,
         Unset,
         Group::Privacy,
         "Postal address of the operator.",

@@ -172,7 +172,7 @@ fn sizes_follow_upstreams_rules() {
     let err = parse("[params]\nmail_domain = example.org\nmax_mailbox_size = lots\n").unwrap_err();
     assert_eq!(
         err,
-        "chatmail.ini:3: max_mailbox_size = \"lots\": expected a size such as 500M, 2G or 256 (megabytes)"
+        "chatmail.ini:3: max_mailbox_size = \"lots\": expected a size above 0, such as 500M, 2G or 256 (megabytes)"
     );
 }
 
@@ -240,6 +240,157 @@ fn errors_name_the_file_line_key_and_value() {
             "for {text:?}:\n got  {err}\n want {expected}"
         );
     }
+}
+
+#[test]
+fn dangerous_values_are_refused_before_anything_uses_them() {
+    let refused = |line: &str| {
+        parse(&format!("[params]\nmail_domain = example.org\n{line}\n")).expect_err(line)
+    };
+    // Values that would break out of their line in a configuration file.
+    let injected = refused("privacy_mail = me@example.org\n  disable_plaintext_auth = no");
+    assert_eq!(
+        injected,
+        "chatmail.ini:3: privacy_mail = \"me@example.org\\ndisable_plaintext_auth = no\": \
+         expected a single line without control characters"
+    );
+    let env = parse_env(
+        "[params]\nmail_domain = example.org\n",
+        &[("CHATMAIL_ACME_EMAIL", "a@example.org\nevil: yes")],
+    )
+    .unwrap_err();
+    assert!(
+        env.starts_with(
+            "$CHATMAIL_ACME_EMAIL=\"a@example.org\\nevil: yes\": expected a single line"
+        ),
+        "{env}"
+    );
+    assert!(refused("acme_email = a@example.org\u{7}").contains("control characters"));
+    // A postal address may span lines: it goes into a web page, not a configuration file.
+    let postal =
+        parse("[params]\nmail_domain = example.org\nprivacy_postal = Street 1\n  12345 Town\n");
+    assert_eq!(
+        postal.unwrap().privacy_postal.as_deref(),
+        Some("Street 1\n12345 Town")
+    );
+
+    // Zero where zero has no meaning.
+    for key in [
+        "max_user_send_per_minute",
+        "max_user_send_burst_size",
+        "max_message_size",
+        "max_imap_connections",
+        "max_smtp_connections",
+        "password_min_length",
+        "username_min_length",
+    ] {
+        let err = refused(&format!("{key} = 0"));
+        assert_eq!(
+            err,
+            format!("chatmail.ini:3: {key} = \"0\": expected a whole number (1 or more)")
+        );
+    }
+    for key in [
+        "delete_mails_after",
+        "delete_large_after",
+        "delete_inactive_users_after",
+    ] {
+        let err = refused(&format!("{key} = 0"));
+        assert!(
+            err.ends_with("expected a whole number of days (1 or more)"),
+            "{err}"
+        );
+    }
+    assert!(refused("max_mailbox_size = 0M").contains("expected a size above 0"));
+
+    // The mailboxes go to vmail with mode 0700: never a system directory.
+    for dir in [
+        "/",
+        "/etc",
+        "/etc/mail",
+        "//etc/",
+        "/usr/local/mail",
+        "/home",
+        "/var/lib/",
+        "/home/../etc",
+        "/proc/1",
+    ] {
+        let err = refused(&format!("mailboxes_dir = {dir}"));
+        assert!(
+            err.contains("expected an absolute path of a directory of its own"),
+            "{dir}: {err}"
+        );
+    }
+    for dir in [
+        "/home/vmail/mail/example.org",
+        "/srv/mail",
+        "/var/lib/chatmail",
+    ] {
+        let config = parse(&format!(
+            "[params]\nmail_domain = example.org\nmailboxes_dir = {dir}\n"
+        ));
+        assert_eq!(config.unwrap().mailboxes_dir, Path::new(dir));
+    }
+
+    // Internal ports never take a public service's port.
+    let port = refused("filtermail_smtp_port = 25");
+    assert_eq!(
+        port,
+        "filtermail_smtp_port = 25 is the relay's SMTP port; internal services need ports of their own"
+    );
+    assert!(refused("postfix_reinject_port = 443").contains("HTTPS port"));
+}
+
+#[test]
+fn domains_longer_than_a_certificate_allows_are_refused() {
+    let long = format!("{}.example.org", "a".repeat(52));
+    assert_eq!(long.len(), 64);
+    parse(&format!("[params]\nmail_domain = {long}\n")).unwrap();
+    let too_long = format!("{}.{}.org", "a".repeat(63), "b".repeat(63));
+    let err = parse(&format!("[params]\nmail_domain = {too_long}\n")).unwrap_err();
+    assert!(err.ends_with("expected a domain of at most 64 characters: TLS certificates name it in their common name, which allows no more"), "{err}");
+}
+
+#[test]
+fn huge_files_and_values_are_refused_without_echoing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("chatmail.ini");
+    std::fs::write(
+        &huge,
+        format!("[params]\nmail_domain = a.org\n#{}\n", "x".repeat(2 << 20)),
+    )
+    .unwrap();
+    let err = Config::load(&huge).unwrap_err().to_string();
+    assert!(
+        err.ends_with("bytes; a settings file is at most 1048576 bytes"),
+        "{err}"
+    );
+    assert!(err.len() < 200);
+
+    let value = "y".repeat(100_000);
+    let err = parse(&format!(
+        "[params]\nmail_domain = a.org\nprivacy_pdo = {value}\n"
+    ))
+    .unwrap_err();
+    assert!(
+        err.ends_with("… (100000 bytes)\": expected at most 4096 bytes"),
+        "{err}"
+    );
+    assert!(err.len() < 250, "{}", err.len());
+    let bad_line = parse(&format!("[params]\nmail_domain = a.org\n{value}\n")).unwrap_err();
+    assert!(bad_line.len() < 250, "{}", bad_line.len());
+
+    let file = dir.path().join("value");
+    std::fs::write(&file, &value).unwrap();
+    let err = parse_env(
+        "[params]\nmail_domain = a.org\n",
+        &[("CHATMAIL_PRIVACY_PDO_FILE", file.to_str().unwrap())],
+    )
+    .unwrap_err();
+    assert!(
+        err.ends_with("is 100000 bytes; a value is at most 4096"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -11,9 +11,10 @@ use crate::component::Component;
 use crate::config::Config;
 use crate::facts::Facts;
 use crate::files::{self, Backup, Existing, Meta};
+use crate::generate::{self, Found, Step};
 use crate::plan::{
-    Activate, ActivatePlan, Attempt, Configure, ConfigurePlan, Deb, Dir, Download, Install,
-    InstallPlan, LineRemoval, Owner, Restarts,
+    Activate, ActivatePlan, Attempt, Configure, ConfigurePlan, Deb, Dir, Download, Generate,
+    Install, InstallPlan, LineRemoval, Owner, Restarts,
 };
 use crate::report::Report;
 use crate::state::{Owed, Pending};
@@ -234,10 +235,9 @@ impl<'t> Engine<'t> {
         diff: Option<String>,
         apply: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
-        // What a change owes is on disk before the change is announced or made.
-        if !self.dry_run {
-            self.pending.add(owed)?;
-        }
+        // What a change owes is on disk before the change is announced or made (a dry run
+        // keeps it in memory only, so that its activation shows the restarts it would do).
+        self.pending.add(owed)?;
         self.report.record(component, &what, self.dry_run);
         if let Some(diff) = diff.filter(|_| self.dry_run || self.verbose) {
             print!("{diff}");
@@ -294,12 +294,12 @@ impl<'t> Engine<'t> {
         });
         if !missing.is_empty() {
             self.record_packages("install", &wanting);
+            self.pending.add(
+                wanting
+                    .iter()
+                    .map(|(component, _)| Owed::Component((*component).to_owned())),
+            )?;
             if !self.dry_run {
-                self.pending.add(
-                    wanting
-                        .iter()
-                        .map(|(component, _)| Owed::Component((*component).to_owned())),
-                )?;
                 dpkg::install(self.target, &missing)?;
                 self.accounts = Accounts::read(self.target)?;
             }
@@ -528,32 +528,7 @@ impl<'t> Engine<'t> {
             }
         }
         for generate in &plan.generates {
-            let Some(first) = generate.creates.first() else {
-                continue;
-            };
-            if self.target.path(first).exists() {
-                continue;
-            }
-            let target = self.target;
-            let ids = match &generate.owner {
-                Some(owner) => Some(self.meta(owner, 0)?),
-                None => None,
-            };
-            let what = format!(
-                "generate {} ({})",
-                first.display(),
-                shell_words(&generate.argv)
-            );
-            self.change(name, owed_component.clone(), what, None, || {
-                target.run(&generate.argv, &[])?;
-                for path in generate.creates.iter().map(|p| target.path(p)) {
-                    if let Some(ids) = ids {
-                        std::os::unix::fs::chown(&path, Some(ids.uid), Some(ids.gid))
-                            .with_context(|| format!("setting the owner of {}", path.display()))?;
-                    }
-                }
-                Ok(())
-            })?;
+            self.generate(name, generate, &owed_component)?;
         }
         for path in &plan.removals {
             self.removal(name, path, owed_component.clone())?;
@@ -574,6 +549,85 @@ impl<'t> Engine<'t> {
             )));
         }
         Ok(())
+    }
+
+    /// Creates a secret (key, certificate, link) once; repairs what an interrupted run left
+    /// (empty files, a missing owner) and never replaces a valid file.
+    fn generate(&mut self, name: &str, generate: &Generate, owed: &[Owed]) -> Result<()> {
+        let Some(first) = generate.creates.first() else {
+            return Ok(());
+        };
+        let target = self.target;
+        let ids = match &generate.owner {
+            Some(owner) => Some(self.meta(owner, 0)?),
+            None => None,
+        };
+        let found: Vec<(PathBuf, Found)> = generate
+            .creates
+            .iter()
+            .map(|path| (path.clone(), Found::at(&target.path(path))))
+            .collect();
+        let chown = |paths: &[PathBuf]| -> Result<()> {
+            let Some(ids) = ids else { return Ok(()) };
+            for path in paths.iter().map(|p| target.path(p)) {
+                std::os::unix::fs::lchown(&path, Some(ids.uid), Some(ids.gid))
+                    .with_context(|| format!("setting the owner of {}", path.display()))?;
+            }
+            Ok(())
+        };
+        match generate::decide(&found, ids.map(|ids| (ids.uid, ids.gid))) {
+            Step::Done => Ok(()),
+            Step::Chown(paths) => {
+                let owner = generate
+                    .owner
+                    .as_ref()
+                    .map(|o| format!("{}:{}", o.user, o.group));
+                let what = format!(
+                    "repair the owner of {} ({})",
+                    paths
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    owner.unwrap_or_default()
+                );
+                self.change(name, owed.to_vec(), what, None, || chown(&paths))
+            }
+            Step::Partial { missing, present } => {
+                self.report.warn(
+                    name,
+                    &format!(
+                        "{} is missing but {} exists; not generating them again, which would \
+                         replace it (remove it to get a new pair)",
+                        missing.display(),
+                        present.display()
+                    ),
+                );
+                Ok(())
+            }
+            Step::Run { empty } => {
+                let what = match empty.is_empty() {
+                    true => format!(
+                        "generate {} ({})",
+                        first.display(),
+                        shell_words(&generate.argv)
+                    ),
+                    false => format!(
+                        "generate {} again, an interrupted run left it empty ({})",
+                        first.display(),
+                        shell_words(&generate.argv)
+                    ),
+                };
+                self.change(name, owed.to_vec(), what, None, || {
+                    for path in empty.iter().map(|p| target.path(p)) {
+                        std::fs::remove_file(&path)
+                            .with_context(|| format!("removing the empty {}", path.display()))?;
+                    }
+                    target.run(&generate.argv, &[])?;
+                    chown(&generate.creates)
+                })
+            }
+        }
     }
 
     /// Runs change commands and validators after a component's files changed.
@@ -635,7 +689,7 @@ impl<'t> Engine<'t> {
             let Some(activate) = &planned.activate else {
                 // Not used by this deployment: it runs nothing, so it owes no restart.
                 let owed = Owed::Component(planned.component.to_owned());
-                if !self.dry_run && self.pending.contains(&owed) {
+                if self.pending.contains(&owed) {
                     self.pending.remove(&[owed])?;
                 }
                 continue;
@@ -679,9 +733,7 @@ impl<'t> Engine<'t> {
                     _ => {}
                 }
             }
-            if !self.dry_run {
-                self.pending.remove(&done)?;
-            }
+            self.pending.remove(&done)?;
             self.attempts(name, &activate.attempts)?;
         }
         Ok(())

@@ -28,6 +28,7 @@ mod dpkg;
 pub mod engine;
 mod facts;
 mod files;
+mod generate;
 pub mod plan;
 mod ports;
 mod report;

@@ -607,6 +607,11 @@ pub struct FileRef<'p> {
 }
 
 impl FileRef<'_> {
+    /// The declared content, for a component's own check of what a template rendered.
+    pub fn content(&self) -> &[u8] {
+        &self.file.content
+    }
+
     /// Owned by `user:group` instead of `root:root`.
     pub fn owner(self, user: &str, group: &str) -> Self {
         self.file.owner = Owner::new(user, group);

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
@@ -121,19 +123,20 @@ impl Pending {
 /// Where run locks are kept, on the machine running cmdeploy.
 pub const RUN_LOCK_DIR: &str = "/run/lock/cmdeploy";
 
-/// An exclusive lock on a target, held for the duration of a run.
+/// An exclusive lock on a target, held for the duration of a run. Its file is named after
+/// the canonical target path (escaped without collisions) and removed when the run ends.
 #[derive(Debug)]
 pub struct RunLock {
-    _file: File,
+    file: File,
+    path: PathBuf,
 }
 
 impl RunLock {
     /// Takes the lock of `target`, kept on this machine (outside the target directory, so
     /// even a dry run of a directory target changes nothing in it).
     pub fn acquire(target: &Target) -> Result<RunLock> {
-        let (file, path) = Self::open(target)?;
-        match file.try_lock() {
-            Ok(()) => Ok(RunLock { _file: file }),
+        Self::take(target, |file, path| match file.try_lock() {
+            Ok(()) => Ok(()),
             Err(std::fs::TryLockError::WouldBlock) => bail!(
                 "another cmdeploy run is deploying {} (lock {}); wait for it to finish",
                 target.root().display(),
@@ -142,29 +145,100 @@ impl RunLock {
             Err(std::fs::TryLockError::Error(err)) => {
                 Err(err).with_context(|| format!("locking {}", path.display()))
             }
-        }
+        })
     }
 
     /// Takes the lock of `target`, waiting while another run holds it. Containers share
     /// [`RUN_LOCK_DIR`] as a volume, so their entrypoints configure one after the other.
     pub fn wait(target: &Target) -> Result<RunLock> {
-        let (file, path) = Self::open(target)?;
-        file.lock()
-            .with_context(|| format!("locking {}", path.display()))?;
-        Ok(RunLock { _file: file })
+        Self::take(target, |file, path| {
+            file.lock()
+                .with_context(|| format!("locking {}", path.display()))
+        })
     }
 
-    fn open(target: &Target) -> Result<(File, PathBuf)> {
+    /// Opens the lock file and locks it with `lock`; starts over when the holder it waited
+    /// for removed the file meanwhile (the lock would then guard nothing).
+    fn take(target: &Target, lock: impl Fn(&File, &Path) -> Result<()>) -> Result<RunLock> {
         let dir = PathBuf::from(RUN_LOCK_DIR);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let name: String = target
-            .root()
-            .to_string_lossy()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        let path = dir.join(format!("{name}.lock"));
-        let file = File::create(&path).with_context(|| format!("opening {}", path.display()))?;
-        Ok((file, path))
+        let path = dir.join(lock_name(target.root()));
+        loop {
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            lock(&file, &path)?;
+            let held = file.metadata().map(|m| (m.dev(), m.ino()));
+            let current = std::fs::metadata(&path).map(|m| (m.dev(), m.ino()));
+            if let (Ok(held), Ok(current)) = (held, current)
+                && held == current
+            {
+                return Ok(RunLock { file, path });
+            }
+        }
+    }
+}
+
+impl Drop for RunLock {
+    /// Removes the file while still holding the lock, so lock files never pile up.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+/// The lock file's name for `root`: bytes other than letters, digits, `-`, `_` and `.` are
+/// written `%XX`, so two paths never share a name (`/x/root_a` and `/x/root-a` do not).
+fn lock_name(root: &Path) -> String {
+    let mut name = String::new();
+    for byte in root.as_os_str().as_bytes() {
+        match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                name.push(char::from(*byte))
+            }
+            other => name.push_str(&format!("%{other:02X}")),
+        }
+    }
+    name + ".lock"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_names_never_collide() {
+        assert_eq!(lock_name(Path::new("/")), "%2F.lock");
+        assert_eq!(lock_name(Path::new("/x/root_a")), "%2Fx%2Froot_a.lock");
+        assert_ne!(
+            lock_name(Path::new("/x/root_a")),
+            lock_name(Path::new("/x/root-a"))
+        );
+        assert_ne!(
+            lock_name(Path::new("/x/a%2Fb")),
+            lock_name(Path::new("/x/a/b"))
+        );
+    }
+
+    #[test]
+    fn a_lock_excludes_a_second_run_and_leaves_no_file_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::new(dir.path(), false).unwrap();
+        let path = Path::new(RUN_LOCK_DIR).join(lock_name(target.root()));
+        let lock = RunLock::acquire(&target).unwrap();
+        assert!(path.exists());
+        let err = RunLock::acquire(&target).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("another cmdeploy run is deploying"),
+            "{err}"
+        );
+        drop(lock);
+        assert!(!path.exists(), "the lock file is removed with the lock");
+        drop(RunLock::wait(&target).unwrap());
+        assert!(!path.exists());
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 
 use crate::component::Component;
@@ -20,7 +20,9 @@ pub struct Templates {
 impl Templates {
     /// Collects the built-in templates of `components`; a file in `overrides` with the same
     /// relative path (`postfix/main.cf.j2`) replaces the built-in one. Every override is
-    /// parsed here, so a broken one fails before anything on the target is touched.
+    /// parsed here, so a broken one fails before anything on the target is touched, and so
+    /// does an `overrides` directory that does not exist or holds a file that replaces no
+    /// template (a typo would otherwise be ignored). Hidden files (`.git`) are skipped.
     pub fn new(components: &[&'static dyn Component], overrides: Option<&Path>) -> Result<Self> {
         let mut sources: BTreeMap<String, Arc<str>> = BTreeMap::new();
         for component in components {
@@ -30,6 +32,7 @@ impl Templates {
         }
         let mut overridden = Vec::new();
         if let Some(root) = overrides {
+            check_overrides(root, &sources)?;
             for name in sources.keys().cloned().collect::<Vec<_>>() {
                 let path = root.join(&name);
                 if path.is_file() {
@@ -79,6 +82,60 @@ impl Templates {
             None => format!("template {name}"),
         }
     }
+}
+
+/// Fails unless `root` is a directory whose every (non-hidden) file has the relative path of
+/// a template in `sources`.
+fn check_overrides(root: &Path, sources: &BTreeMap<String, Arc<str>>) -> Result<()> {
+    if !root.is_dir() {
+        bail!("template overrides {}: no such directory", root.display());
+    }
+    let mut pending = vec![root.to_owned()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir)
+            .with_context(|| format!("reading template overrides {}", dir.display()))?;
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("reading template overrides {}", dir.display()))?
+                .path();
+            if path
+                .file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with('.'))
+            {
+                continue;
+            }
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let name = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            if sources.contains_key(&name) {
+                continue;
+            }
+            let component = name.split('/').next().unwrap_or_default();
+            let prefix = format!("{component}/");
+            let known: Vec<&str> = sources
+                .keys()
+                .filter_map(|known| known.strip_prefix(&prefix))
+                .collect();
+            if known.is_empty() {
+                bail!(
+                    "template override {} replaces nothing: no component {component:?} has templates",
+                    path.display()
+                );
+            }
+            bail!(
+                "template override {} replaces nothing: {component}'s templates are {}",
+                path.display(),
+                known.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 fn collect(
@@ -173,6 +230,48 @@ mod tests {
         assert!(
             text.starts_with(&format!("{}: line 2: syntax error", broken.display())),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_missing_directory_and_overrides_of_nothing_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let err = Templates::new(&[&WithTemplates], Some(&missing)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "template overrides {}: no such directory",
+                missing.display()
+            )
+        );
+
+        std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+        std::fs::write(dir.path().join(".git/HEAD"), "ref\n").unwrap();
+        std::fs::create_dir(dir.path().join("demo")).unwrap();
+        Templates::new(&[&WithTemplates], Some(dir.path())).unwrap();
+
+        let typo = dir.path().join("demo/main.cf");
+        std::fs::write(&typo, "x\n").unwrap();
+        let err = Templates::new(&[&WithTemplates], Some(dir.path())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "template override {} replaces nothing: demo's templates are main.cf.j2, static.conf",
+                typo.display()
+            )
+        );
+        std::fs::remove_file(&typo).unwrap();
+        let elsewhere = dir.path().join("postfx/main.cf.j2");
+        std::fs::create_dir(dir.path().join("postfx")).unwrap();
+        std::fs::write(&elsewhere, "x\n").unwrap();
+        let err = Templates::new(&[&WithTemplates], Some(dir.path())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "template override {} replaces nothing: no component \"postfx\" has templates",
+                elsewhere.display()
+            )
         );
     }
 }

@@ -94,7 +94,8 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<ExitCode> {
     };
     let target = Target::new(root, verbose)?;
     let facts = Facts::detect(&target, crate::binaries_dir(args.binaries.as_deref())?);
-    let templates = Templates::new(&components, args.templates.as_deref())?;
+    // All components' templates, so that an override for one not selected is no error.
+    let templates = Templates::new(&registry.select(&[], &[])?, args.templates.as_deref())?;
     let mut plans = engine::plan(&components, config.as_ref(), &facts, &templates)?;
     if args.disable_mail {
         disable_mail(&mut plans);

@@ -203,6 +203,16 @@ fn untouched_target() -> (tempfile::TempDir, String) {
 #[test]
 fn bad_input_is_refused_with_a_clear_message_and_the_target_untouched() {
     let configs = tempfile::tempdir().unwrap();
+    let overrides = configs.path().join("templates");
+    std::fs::create_dir_all(overrides.join("chatmaild")).unwrap();
+    std::fs::write(
+        overrides.join("chatmaild/appversions.json"),
+        r#"{"clients": [{"clientId": "deltachat", "sources": [{"sourceId": "web",
+            "versionInteger": 1, "versionString": "1", "downloadUrl": "https://evil.example/"}]}]}"#,
+    )
+    .unwrap();
+    let overrides = overrides.to_str().unwrap();
+    let long_domain = format!("mail_domain = {}.{}.org\n", "a".repeat(63), "b".repeat(63));
     let cases: &[(&str, Option<&str>, &[&str], &str)] = &[
         (
             "missing config",
@@ -232,7 +242,7 @@ fn bad_input_is_refused_with_a_clear_message_and_the_target_untouched() {
             "bad size",
             Some("mail_domain = a.org\nmax_mailbox_size = big\n"),
             &[],
-            ":3: max_mailbox_size = \"big\": expected a size such as 500M",
+            ":3: max_mailbox_size = \"big\": expected a size above 0, such as 500M",
         ),
         (
             "bad --only",
@@ -263,6 +273,39 @@ fn bad_input_is_refused_with_a_clear_message_and_the_target_untouched() {
             Some("mail_domain = a.org\n"),
             &["--ssh-host", "admin@relay"],
             "--ssh-host \"admin@relay\" is not a host name or address",
+        ),
+        (
+            "bad app versions",
+            Some("mail_domain = a.org\n"),
+            &["--templates", overrides],
+            "template chatmaild/appversions.json (for /usr/local/lib/chatmaild/appversions.json) \
+             is not a valid app-versions document: client \"deltachat\", source \"web\": \
+             downloadUrl \"https://evil.example/\" must start with https://github.com/deltachat/ \
+             or https://download.delta.chat/",
+        ),
+        (
+            "mailboxes in a system directory",
+            Some("mail_domain = a.org\nmailboxes_dir = /etc\n"),
+            &[],
+            ":3: mailboxes_dir = \"/etc\": expected an absolute path of a directory of its own",
+        ),
+        (
+            "an internal port on a public one",
+            Some("mail_domain = a.org\nfiltermail_smtp_port = 25\n"),
+            &[],
+            "filtermail_smtp_port = 25 is the relay's SMTP port",
+        ),
+        (
+            "a domain longer than certificates allow",
+            Some(&long_domain),
+            &[],
+            "expected a domain of at most 64 characters",
+        ),
+        (
+            "a --templates directory that does not exist",
+            Some("mail_domain = a.org\n"),
+            &["--templates", "/nonexistent/templates"],
+            "template overrides /nonexistent/templates: no such directory",
         ),
         (
             "privacy contacts of others",

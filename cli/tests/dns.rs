@@ -7,12 +7,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use chatmail_core::config::Config;
 use chatmail_dns::{Dkim, RelayData, zone};
 use support::{Run, cmdeploy_via, config_file};
+use xtask::nsd::{Nsd, Zone};
 
 /// The test-only DKIM key of the chatmail-dns tests.
 const KEY: &str = include_str!("../../chatmail-dns/tests/data/opendkim.private");
@@ -54,7 +54,7 @@ struct Lab {
     server: String,
     client: String,
     dir: tempfile::TempDir,
-    nsd: Option<Child>,
+    nsd: Option<Nsd>,
 }
 
 impl Lab {
@@ -85,55 +85,14 @@ impl Lab {
 
     /// Serves `zones` (name, records) with a freshly started nsd.
     fn serve(&mut self, zones: &[(String, String)]) {
-        let dir = self.dir.path();
-        let mut conf = format!(
-            "server:\n  ip-address: {SERVER}\n  port: 53\n  server-count: 1\n  username: \"\"\n  \
-             chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  \
-             xfrdfile: \"{d}/xfrd.state\"\n  xfrdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  \
-             logfile: \"{d}/nsd.log\"\n  verbosity: 1\n\
-             remote-control:\n  control-enable: no\n",
-            d = dir.display()
-        );
-        for (name, records) in zones {
-            let soa = format!(
-                "{name}. 3600 IN SOA ns.{name}. admin.{name}. 1 3600 600 86400 300\n\
-                 {name}. 3600 IN NS ns.{name}.\nns.{name}. 3600 IN A {SERVER}\n"
-            );
-            std::fs::write(dir.join(format!("{name}.zone")), soa + records).unwrap();
-            conf.push_str(&format!("zone:\n  name: {name}\n  zonefile: {name}.zone\n"));
-        }
-        let conf_path = dir.join("nsd.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let check = Command::new("nsd-checkconf")
-            .arg(&conf_path)
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "{}",
-            String::from_utf8_lossy(&check.stderr)
-        );
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.server, "nsd", "-d", "-c"])
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.nsd = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let listening = Command::new("ip")
-                .args(["netns", "exec", &self.server, "ss", "-Hlun", "sport = :53"])
-                .output()
-                .unwrap();
-            if !listening.stdout.is_empty() {
-                break;
-            }
-            let log = std::fs::read_to_string(dir.join("nsd.log")).unwrap_or_default();
-            assert!(Instant::now() < deadline, "nsd did not start:\n{log}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let zones: Vec<Zone> = zones
+            .iter()
+            .map(|(name, records)| Zone {
+                name: name.clone(),
+                records: records.clone(),
+            })
+            .collect();
+        self.nsd = Some(Nsd::start(&self.server, SERVER, self.dir.path(), &zones).unwrap());
     }
 
     /// `cmdeploy --config INI dns ARGS...` in the client namespace, DKIM key under `root`.
@@ -159,11 +118,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if let Some(mut nsd) = self.nsd.take() {
-            // nsd stops its server and xfrd processes on SIGTERM.
-            let _ = Command::new("kill").arg(nsd.id().to_string()).status();
-            let _ = nsd.wait();
-        }
+        drop(self.nsd.take());
         self.cleanup_network();
     }
 }

@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::os::unix::fs::MetadataExt as _;
 use support::*;
 
 const NORMAL: &str = "mail_domain = chat.example.org\n";
@@ -145,6 +146,59 @@ fn normal_domain_deploys_validates_and_reruns_as_a_no_op() {
     );
     assert!(!changed.stdout.contains("opendkim:"), "{}", changed.stdout);
     assert_eq!(root.read("/etc/dkimkeys/opendkim.private"), key);
+
+    // What an interrupted key generation leaves is repaired; a valid key is never replaced.
+    let private = root.path.join("etc/dkimkeys/opendkim.private");
+    let public = root.path.join("etc/dkimkeys/opendkim.txt");
+    // Killed after the generator, before the owner was set.
+    std::os::unix::fs::chown(&private, Some(0), Some(0)).unwrap();
+    std::os::unix::fs::chown(&public, Some(0), Some(0)).unwrap();
+    let repaired = root_deploy(&root, &config, &[]);
+    assert!(repaired.ok, "{}", repaired.all());
+    assert!(
+        repaired.stdout.contains(
+            "opendkim: repair the owner of /etc/dkimkeys/opendkim.private, \
+             /etc/dkimkeys/opendkim.txt (opendkim:opendkim)"
+        ),
+        "{}",
+        repaired.stdout
+    );
+    assert_ne!(std::fs::metadata(&private).unwrap().uid(), 0);
+    assert_eq!(root.read("/etc/dkimkeys/opendkim.private"), key);
+    // The public half lost: the key stays, with a warning.
+    std::fs::remove_file(&public).unwrap();
+    let partial = root_deploy(&root, &config, &[]);
+    assert!(partial.ok, "{}", partial.all());
+    assert!(
+        partial.stderr.contains(
+            "/etc/dkimkeys/opendkim.txt is missing but /etc/dkimkeys/opendkim.private exists"
+        ),
+        "{}",
+        partial.stderr
+    );
+    assert_eq!(root.read("/etc/dkimkeys/opendkim.private"), key);
+    // Interrupted while writing the key: an empty file, and no public half.
+    std::fs::write(&private, "").unwrap();
+    std::os::unix::fs::chown(&private, Some(0), Some(0)).unwrap();
+    let regenerated = root_deploy(&root, &config, &[]);
+    assert!(regenerated.ok, "{}", regenerated.all());
+    assert!(
+        regenerated.stdout.contains(
+            "opendkim: generate /etc/dkimkeys/opendkim.private again, an interrupted run left it empty"
+        ),
+        "{}",
+        regenerated.stdout
+    );
+    let new_key = root.read("/etc/dkimkeys/opendkim.private");
+    assert!(String::from_utf8_lossy(&new_key).contains("PRIVATE KEY"));
+    assert_ne!(std::fs::metadata(&private).unwrap().uid(), 0);
+    assert!(public.exists());
+    let settled = root_deploy(&root, &config, &[]);
+    assert!(
+        settled.stdout.contains("nothing to change"),
+        "{}",
+        settled.stdout
+    );
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! `cargo xtask bench`: the deploy benchmarks reported in BENCHMARKS.md. Each figure is the
 //! wall time of the real thing on this machine, in a fresh copy of the cached rootfs.
+//! `cargo xtask bench --relays 2`: Delta Chat round trips between the two relays of the
+//! testbed, beside round trips within one of them, in the same run.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,12 +10,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use xtask::host::Host;
-use xtask::{bundle, check, rootfs, workspace};
+use xtask::{bundle, check, rootfs, testbed, workspace};
+
+/// The release build of every program; returns the path of `cmdeploy`.
+fn release() -> Result<std::path::PathBuf> {
+    check(Command::new("cargo").args(["build", "--release", "--quiet", "--workspace"]))?;
+    Ok(workspace().join("target/release/cmdeploy"))
+}
 
 pub fn run() -> Result<()> {
     let tarball = rootfs::ensure()?;
-    check(Command::new("cargo").args(["build", "--release", "--quiet", "--workspace"]))?;
-    let cmdeploy = workspace().join("target/release/cmdeploy");
+    let cmdeploy = release()?;
     let scratch = workspace().join("target/bench");
     std::fs::create_dir_all(&scratch)?;
     let config = scratch.join("chatmail.ini");
@@ -112,22 +119,12 @@ fn booted_host(cmdeploy: &Path, scratch: &Path) -> Result<()> {
     let first = deploy(&[])?;
     let noop = median(5, || deploy(&[]))?;
     let only = median(5, || deploy(&["--only", "postfix"]))?;
-    let venv = workspace().join("target/venv/bin");
     let accounts = scratch.join("deltachat");
     let _ = std::fs::remove_dir_all(&accounts);
     let report = capture(
-        Command::new(venv.join("python"))
-            .arg(workspace().join("cli/tests/e2e/deltachat_exchange.py"))
+        delta_chat()
             .args(["10.77.46.2", "[10.77.46.2]"])
-            .arg(&accounts)
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    venv.display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            ),
+            .arg(&accounts),
     )?;
     println!(
         "| first full `cmdeploy run` in a booted host (configure + activate; packages preinstalled) | {:.2} s |",
@@ -146,6 +143,93 @@ fn booted_host(cmdeploy: &Path, scratch: &Path) -> Result<()> {
         report.trim()
     );
     Ok(())
+}
+
+/// The Delta Chat client script (`cli/tests/e2e/deltachat_exchange.py`) with the venv's
+/// `deltachat-rpc-server` on the PATH; arguments follow.
+fn delta_chat() -> Command {
+    let venv = workspace().join("target/venv/bin");
+    let mut command = Command::new(venv.join("python"));
+    command
+        .arg(workspace().join("cli/tests/e2e/deltachat_exchange.py"))
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                venv.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
+    command
+}
+
+/// `cargo xtask bench --relays 2`: on the two-relay testbed (release build), the median of
+/// 5 Delta Chat round trips between an account on each relay (alpha -> beta -> alpha), and
+/// of 5 round trips between two accounts on alpha alone, measured in the same run.
+pub fn relays() -> Result<()> {
+    let options = testbed::Options {
+        prefix: "cmbn".into(),
+        net: 72,
+        dir: workspace().join("target/bench/relays"),
+        cmdeploy: release()?,
+    };
+    let testbed = testbed::Testbed::start(&options)?;
+    let (alpha, beta) = (&testbed.alpha, &testbed.beta);
+    let accounts = options.dir.join("deltachat");
+    let _ = std::fs::remove_dir_all(&accounts);
+    let commands = "exchange\n".repeat(5);
+    let mut federation = delta_chat()
+        .arg("--federation")
+        .args([alpha.host.address.to_string(), alpha.domain.clone()])
+        .args([beta.host.address.to_string(), beta.domain.clone()])
+        .arg(accounts.join("federation"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting the Delta Chat client")?;
+    std::io::Write::write_all(
+        &mut federation.stdin.take().context("stdin")?,
+        commands.as_bytes(),
+    )?;
+    let output = federation.wait_with_output()?;
+    if !output.status.success() {
+        bail!("the Delta Chat client failed between the relays");
+    }
+    let between = round_trips(&String::from_utf8(output.stdout)?)?;
+    let mut within = Vec::new();
+    for run in 0..5 {
+        let report = capture(
+            delta_chat()
+                .arg(alpha.host.address.to_string())
+                .arg(&alpha.domain)
+                .arg(accounts.join(format!("alpha-{run}"))),
+        )?;
+        within.extend(round_trips(&report)?);
+    }
+    println!("| Delta Chat round trip (median of 5) | seconds | all runs |");
+    println!("|---|---|---|");
+    for (what, mut times) in [
+        ("between the relays, alpha -> beta -> alpha", between),
+        ("within relay alpha", within),
+    ] {
+        times.sort_by(f64::total_cmp);
+        println!("| {what} | {:.2} | {times:?} |", times[times.len() / 2]);
+    }
+    Ok(())
+}
+
+/// The `round_trip_seconds` values of the client's JSON lines.
+fn round_trips(report: &str) -> Result<Vec<f64>> {
+    report
+        .lines()
+        .filter_map(|line| line.split("\"round_trip_seconds\": ").nth(1))
+        .map(|rest| {
+            let number = rest.split([',', '}']).next().unwrap_or_default().trim();
+            number
+                .parse()
+                .with_context(|| format!("round trip {number:?} in {report}"))
+        })
+        .collect()
 }
 
 fn capture(command: &mut Command) -> Result<String> {

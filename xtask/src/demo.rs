@@ -1,14 +1,15 @@
 //! `cargo xtask demo`: a relay in a local test host. Prepares a bootable Debian 12 root (once,
 //! kept under `target/demo/`), runs the install phase into it with our delay-free Dovecot,
 //! boots it with systemd-nspawn and runs `cmdeploy run` inside, as an operator would on a
-//! real server.
+//! real server. With `--relays 2`: the two-relay testbed ([`xtask::testbed`]), kept running
+//! until `cargo xtask demo stop`.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::Result;
 use xtask::host::{self, Host};
-use xtask::{bundle, check, dovecot, rootfs, workspace};
+use xtask::{bundle, check, dovecot, rootfs, testbed, workspace};
 
 const NAME: &str = "chatmail";
 /// Where the deploy bundle goes in the host.
@@ -78,7 +79,48 @@ pub fn start() -> Result<()> {
     Ok(())
 }
 
+/// The demo's testbed: its own names and network, apart from the tests' (`cmfed`, 10.77.71).
+fn testbed_options() -> testbed::Options {
+    testbed::Options {
+        prefix: "cmtb".into(),
+        net: 70,
+        dir: workspace().join("target/demo-relays"),
+        cmdeploy: workspace().join("target/debug/cmdeploy"),
+    }
+}
+
+/// `cargo xtask demo --relays 2`: the two-relay testbed, left running.
+pub fn start_two() -> Result<()> {
+    stop()?;
+    check(Command::new("cargo").args(["build", "--quiet", "--workspace"]))?;
+    let options = testbed_options();
+    let testbed = testbed::Testbed::start(&options)?;
+    let here = options.address(1);
+    println!(
+        "\ntwo relays are running (systemd-nspawn test hosts on a bridge, this machine {here}):"
+    );
+    for relay in [&testbed.alpha, &testbed.beta] {
+        let address = relay.host.address;
+        println!(
+            "  {domain} at {address} (test host {name:?}, root {root})\n\
+             \x20   IMAP {address}:993, SMTP {address}:465; shell: nsenter -t {leader} -a",
+            domain = relay.domain,
+            name = relay.host.name,
+            root = relay.root().display(),
+            leader = relay.host.leader_pid,
+        );
+    }
+    println!(
+        "  DNS: nsd at {} serves {}; test CA {}\n  stop: cargo xtask demo stop",
+        options.address(53),
+        testbed::ZONE,
+        testbed.ca.display()
+    );
+    testbed.keep_running(&options)
+}
+
 pub fn stop() -> Result<()> {
+    testbed::stop_kept(&testbed_options())?;
     if let Ok(pid) = std::fs::read_to_string(pid_file()) {
         if let Ok(pid) = pid.trim().parse() {
             host::stop_pid(pid)?;

@@ -29,9 +29,46 @@ pub struct Host {
 }
 
 impl Host {
-    /// Boots `root` as machine `name` (at most 11 characters) with address `10.77.<net>.2`.
+    /// Boots `root` as machine `name` (at most 11 characters) with address `10.77.<net>.2`,
+    /// on a point-to-point link to this machine (`.1`).
     /// The nspawn process is detached; its console goes to `<root>.console.log`.
     pub fn boot(root: &Path, name: &str, net: u8) -> Result<Host> {
+        let address = Ipv4Addr::new(10, 77, net, 2);
+        let host = Host::start(root, name, address, &[])?;
+        let link = format!("ve-{name}");
+        check(Command::new("ip").args([
+            "addr",
+            "replace",
+            &format!("10.77.{net}.1/24"),
+            "dev",
+            &link,
+        ]))?;
+        check(Command::new("ip").args(["link", "set", &link, "up"]))?;
+        host.configure_guest_network()?;
+        Ok(host)
+    }
+
+    /// Boots `root` as machine `name` (at most 11 characters) with `address` (a /24) on the
+    /// bridge `bridge` inside network namespace `netns`, where other hosts can reach it. The
+    /// guest keeps the `/etc/resolv.conf` of its root (nspawn copies nothing in).
+    pub fn boot_on_bridge(
+        root: &Path,
+        name: &str,
+        address: Ipv4Addr,
+        netns: &str,
+        bridge: &str,
+    ) -> Result<Host> {
+        let host = Host::start(root, name, address, &["--resolv-conf=off"])?;
+        let link = format!("ve-{name}");
+        check(Command::new("ip").args(["link", "set", &link, "netns", netns]))?;
+        check(Command::new("ip").args(["-n", netns, "link", "set", &link, "master", bridge]))?;
+        check(Command::new("ip").args(["-n", netns, "link", "set", &link, "up"]))?;
+        host.configure_guest_network()?;
+        Ok(host)
+    }
+
+    /// Starts nspawn with `options` and waits until the guest has booted.
+    fn start(root: &Path, name: &str, address: Ipv4Addr, options: &[&str]) -> Result<Host> {
         if name.len() > 11 {
             bail!("machine name {name:?} is longer than 11 characters");
         }
@@ -44,6 +81,7 @@ impl Host {
                 "--keep-unit",
                 "--console=passive",
             ])
+            .args(options)
             .arg("--network-veth")
             .arg(format!("--machine={name}"))
             .arg("--directory")
@@ -63,11 +101,10 @@ impl Host {
             nspawn_pid: child.id(),
             leader_pid,
             process: Some(child),
-            address: Ipv4Addr::new(10, 77, net, 2),
+            address,
             stop_on_drop: true,
         };
         host.wait_until_booted()?;
-        host.configure_network(net)?;
         Ok(host)
     }
 
@@ -170,16 +207,8 @@ impl Host {
         }
     }
 
-    fn configure_network(&self, net: u8) -> Result<()> {
-        let link = format!("ve-{}", self.name);
-        check(Command::new("ip").args([
-            "addr",
-            "replace",
-            &format!("10.77.{net}.1/24"),
-            "dev",
-            &link,
-        ]))?;
-        check(Command::new("ip").args(["link", "set", &link, "up"]))?;
+    /// The guest's address (a /24) on its end of the veth link, and its loopback.
+    fn configure_guest_network(&self) -> Result<()> {
         let address = format!("{}/24", self.address);
         for argv in [
             vec!["ip", "addr", "replace", address.as_str(), "dev", "host0"],

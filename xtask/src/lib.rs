@@ -3,6 +3,8 @@
 //! - [`rootfs`]: the cached debootstrapped Debian 12 tarball and fresh copies of it.
 //! - [`host`]: a Debian root directory booted with systemd-nspawn in its own network
 //!   namespace, reachable at its own address on this machine.
+//! - [`nsd`]: an authoritative name server in a network namespace, serving test zones.
+//! - [`testbed`]: two relays on booted hosts that reach each other, with DNS from nsd.
 //! - [`bundle`]: cmdeploy and the relay's programs, copied together onto a target.
 //! - [`image`]: the relay's container image (`cargo xtask image`).
 //! - [`docker`]: a Docker engine of the tests' own, started and stopped by them.
@@ -15,7 +17,9 @@ pub mod dovecot;
 pub mod host;
 pub mod image;
 pub mod latency;
+pub mod nsd;
 pub mod rootfs;
+pub mod testbed;
 
 use anyhow::{Result, bail};
 

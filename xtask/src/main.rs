@@ -20,8 +20,14 @@ tasks:
   bench latency
                message latency through a booted test relay (submission -> IMAP IDLE, Delta
                Chat round trip, per hop), with Debian's Dovecot and with ours
+  bench --relays 2
+               Delta Chat round trips between the two relays of the testbed and within one
   demo         deploy a relay into a local test host booted with systemd-nspawn
-  demo stop    stop that test host
+  demo --relays 2
+               the two-relay testbed: _alpha.chat.test (self-signed) and beta.chat.test
+               (certificate from a test CA) on test hosts joined by a bridge, with nsd serving
+               their zones; prints domains, addresses and shell lines
+  demo stop    stop the demo's test host(s)
   image [--engine docker|podman] [--base IMAGE] [--tag TAG] [--binaries DIR]
                build the relay's container image (default base debian:bookworm, tag
                chatmail-relay:latest, release binaries built first unless --binaries)
@@ -42,13 +48,25 @@ fn main() -> Result<()> {
         Some("bench") => match args.get(1).map(String::as_str) {
             None => bench::run(),
             Some("latency") => bench_latency::run(),
-            Some(other) => bail!("unknown bench {other:?}; use `cargo xtask bench [latency]`"),
+            Some("--relays") if args.get(2).map(String::as_str) == Some("2") => bench::relays(),
+            Some(other) => {
+                bail!(
+                    "unknown bench option {other:?}; use `cargo xtask bench [latency | --relays 2]`"
+                )
+            }
         },
         Some("image") => image(&args[1..]),
         Some("demo") => match args.get(1).map(String::as_str) {
             None => demo::start(),
             Some("stop") => demo::stop(),
-            Some(other) => bail!("unknown demo action {other:?}; use `cargo xtask demo [stop]`"),
+            Some("--relays") => match args.get(2).map(String::as_str) {
+                Some("1") => demo::start(),
+                Some("2") => demo::start_two(),
+                _ => bail!("--relays takes 1 or 2"),
+            },
+            Some(other) => {
+                bail!("unknown demo action {other:?}; use `cargo xtask demo [--relays 2 | stop]`")
+            }
         },
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");

@@ -398,6 +398,10 @@ pub fn delta_chat_exchange(address: &str, mail_domain: &str) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(report.contains("\"cleartext_refused\": \"523"), "{report}");
+    assert!(
+        report.contains("\"appversions_clients\": [\"deltachat\"]"),
+        "{report}"
+    );
     eprintln!("delta chat: {report}");
     report
 }

@@ -1,8 +1,11 @@
 //! `chatmaild`: the relay's own account and metadata services (from `services/chatmaild`),
-//! their units and timers, and the copy of the effective settings that every relay program
-//! reads at `/usr/local/lib/chatmaild/chatmail.ini`.
+//! their units and timers, the copy of the effective settings that every relay program
+//! reads at `/usr/local/lib/chatmaild/chatmail.ini`, and the app-versions document
+//! ([`appversions`]).
 
-use anyhow::Result;
+mod appversions;
+
+use anyhow::{Context as _, Result};
 use chatmail_core::config::RELAY_SETTINGS_PATH;
 use chatmail_core::plan::{Owner, Service};
 use chatmail_core::{Activate, Component, Configure, Install, register};
@@ -80,6 +83,17 @@ impl Component for Chatmaild {
     fn configure(&self, configure: &mut Configure<'_>) -> Result<()> {
         let settings = configure.config.effective_ini();
         configure.file(RELAY_SETTINGS_PATH, settings);
+        // chatmail-metadata reads it at every lookup: a change restarts nothing.
+        let versions = configure
+            .template(appversions::PATH, appversions::TEMPLATE, ())?
+            .restarts(&[]);
+        appversions::check(versions.content()).with_context(|| {
+            format!(
+                "template chatmaild/{} (for {}) is not a valid app-versions document",
+                appversions::TEMPLATE,
+                appversions::PATH
+            )
+        })?;
         Ok(())
     }
 

@@ -207,7 +207,7 @@ impl Notifier {
     }
 
     /// Puts every item file of the queue folder back at the first level; deletes temporary
-    /// and unreadable files.
+    /// and unreadable files, and items already past their deadline.
     fn requeue(&self) -> Result<()> {
         let dir = &self.shared.queue_dir;
         let entries =
@@ -231,7 +231,11 @@ impl Notifier {
         }
         items.sort_by_key(|item| item.start_ts);
         for item in items {
-            self.shared.push(0, Duration::ZERO, item);
+            if self.shared.past_deadline(&item, Duration::ZERO) {
+                self.shared.drop_item(&item, "past its deadline");
+            } else {
+                self.shared.push(0, Duration::ZERO, item);
+            }
         }
         Ok(())
     }
@@ -326,28 +330,31 @@ impl Shared {
                     "warning: Notification request failed for {} at level {level}: {why}",
                     item.addr
                 );
-                self.retry(level + 1, item, &path);
+                self.retry(level + 1, item);
             }
         }
     }
 
-    fn retry(&self, level: usize, item: Item, path: &Path) {
+    fn retry(&self, level: usize, item: Item) {
         let Some(delay) = self.settings.delays.get(level).copied() else {
-            eprintln!(
-                "error: notification for {} dropped: no retries left before the deadline",
-                item.addr
-            );
-            return remove(path);
+            return self.drop_item(&item, "no retries left before the deadline");
         };
-        let age = crate::unix_now().saturating_sub(item.start_ts).max(0) as u64;
-        if Duration::from_secs(age) + delay > self.settings.deadline {
-            eprintln!(
-                "error: notification for {} dropped: past its deadline",
-                item.addr
-            );
-            return remove(path);
+        if self.past_deadline(&item, delay) {
+            return self.drop_item(&item, "past its deadline");
         }
         self.push(level, delay, item);
+    }
+
+    /// Whether a try of `item` after `delay` would come later than the deadline allows.
+    fn past_deadline(&self, item: &Item, delay: Duration) -> bool {
+        let age = crate::unix_now().saturating_sub(item.start_ts).max(0) as u64;
+        Duration::from_secs(age) + delay > self.settings.deadline
+    }
+
+    /// Gives up on `item`: logs why and deletes its queue file.
+    fn drop_item(&self, item: &Item, why: &str) {
+        eprintln!("error: notification for {} dropped: {why}", item.addr);
+        remove(&self.queue_dir.join(&item.id));
     }
 }
 

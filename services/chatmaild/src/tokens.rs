@@ -1,8 +1,8 @@
 //! The push device tokens of one account, kept in `metadata.json` as
 //! `{"devicetoken": {"<token>": <unix time added>, ...}}` in insertion order, and modified
 //! only under an flock on `metadata.json.lock`. Tokens older than 90 days or more than a
-//! minute in the future are dropped; upstream's legacy form, a plain list of tokens, is
-//! read as tokens added now.
+//! minute in the future are dropped; upstream's legacy forms, a list of tokens under
+//! `devicetoken` or on its own, are read as tokens added now and rewritten at the next change.
 
 use std::fmt;
 use std::io::ErrorKind;
@@ -32,6 +32,10 @@ enum Stored {
     Current {
         #[serde(default)]
         devicetoken: Tokens,
+    },
+    /// Upstream's earlier `{"devicetoken": ["<token>", ...]}`.
+    LegacyKeyed {
+        devicetoken: Vec<String>,
     },
     Legacy(Vec<String>),
 }
@@ -91,7 +95,7 @@ fn read(account: &Account, now: i64) -> Result<Tokens> {
     };
     match serde_json::from_str::<Stored>(&text) {
         Ok(Stored::Current { devicetoken }) => Ok(devicetoken),
-        Ok(Stored::Legacy(list)) => Ok(Tokens(
+        Ok(Stored::LegacyKeyed { devicetoken: list } | Stored::Legacy(list)) => Ok(Tokens(
             list.into_iter().map(|token| (token, now as f64)).collect(),
         )),
         Err(err) => {
@@ -213,14 +217,17 @@ mod tests {
     fn legacy_lists_are_converted_and_corrupt_files_start_empty() {
         let dir = tempfile::tempdir().unwrap();
         let a = account(dir.path());
-        std::fs::write(a.metadata_path(), r#"["t1", "t2"]"#).unwrap();
-        assert_eq!(valid(&a, NOW).unwrap(), ["t1", "t2"]);
-        add(&a, "t3", NOW).unwrap();
-        let stored = std::fs::read_to_string(a.metadata_path()).unwrap();
-        assert_eq!(
-            stored,
-            format!(r#"{{"devicetoken":{{"t1":{NOW},"t2":{NOW},"t3":{NOW}}}}}"#)
-        );
+        for legacy in [r#"["t1", "t2"]"#, r#"{"devicetoken": ["t1", "t2"]}"#] {
+            std::fs::write(a.metadata_path(), legacy).unwrap();
+            assert_eq!(valid(&a, NOW).unwrap(), ["t1", "t2"], "{legacy}");
+            add(&a, "t3", NOW).unwrap();
+            let stored = std::fs::read_to_string(a.metadata_path()).unwrap();
+            assert_eq!(
+                stored,
+                format!(r#"{{"devicetoken":{{"t1":{NOW},"t2":{NOW},"t3":{NOW}}}}}"#),
+                "{legacy}"
+            );
+        }
 
         std::fs::write(a.metadata_path(), "{not json").unwrap();
         assert!(valid(&a, NOW).unwrap().is_empty());

@@ -161,3 +161,32 @@ fn a_restart_delivers_what_was_queued_before_it() {
     assert!(queue_empties(&config));
     second.stop();
 }
+
+#[test]
+fn a_restart_drops_what_is_past_its_deadline() {
+    let relay = Relay::new("");
+    let config = config(&relay);
+    let dir = notifier::queue_dir(&config);
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Queued by an earlier run: 6 hours ago (past the 5 h deadline) and a minute ago.
+    let old = dir.join("0123old");
+    std::fs::write(&old, format!("{}\n{}\nstale", addr(), now - 6 * 3600)).unwrap();
+    std::fs::write(
+        dir.join("0123new"),
+        format!("{}\n{}.5\nfresh", addr(), now - 60),
+    )
+    .unwrap();
+
+    let server = PushServer::start();
+    let notifier = Notifier::start(config.clone(), Settings::new(&server.url)).unwrap();
+    assert!(!old.exists(), "dropped at start");
+    assert_eq!(server.wait_for(1, Duration::from_secs(10)), ["fresh"]);
+    assert!(queue_empties(&config));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.bodies(), ["fresh"]);
+    notifier.stop();
+}

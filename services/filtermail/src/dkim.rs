@@ -1,21 +1,14 @@
 //! DKIM verification of incoming mail: a valid signature by the `From:` domain is required.
 //!
-//! Uses `mail-auth` and its hickory resolver, configured from `/etc/resolv.conf` (on a relay
-//! that is the local unbound) or pointed at one given DNS server. The resolver caches keys.
+//! Uses `mail-auth` and its hickory resolver, set up by [`crate::dns`]. The resolver caches keys.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow};
-use mail_auth::hickory_resolver::config::{
-    ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
-};
 use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
 
+use crate::dns;
 use crate::smtp::Reply;
-
-/// How long one DNS lookup may take.
-const DNS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Checks DKIM signatures against DNS.
 pub struct DkimVerifier {
@@ -29,26 +22,9 @@ impl std::fmt::Debug for DkimVerifier {
 }
 
 impl DkimVerifier {
-    /// A verifier asking `dns_server` (UDP and TCP), or the system's resolvers when `None`.
+    /// A verifier asking `dns_server`, or the system's resolvers when `None`.
     pub fn new(dns_server: Option<SocketAddr>) -> Result<DkimVerifier> {
-        let (config, mut options) = match dns_server {
-            Some(addr) => {
-                let connections = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
-                    .into_iter()
-                    .map(|mut c| {
-                        c.port = addr.port();
-                        c
-                    })
-                    .collect();
-                let server = NameServerConfig::new(addr.ip(), true, connections);
-                let config = ResolverConfig::from_parts(None, vec![], vec![server]);
-                (config, ResolverOpts::default())
-            }
-            None => mail_auth::hickory_resolver::system_conf::read_system_conf()
-                .map_err(|err| anyhow!("{err}"))
-                .context("cannot read the DNS configuration /etc/resolv.conf")?,
-        };
-        options.timeout = DNS_TIMEOUT;
+        let (config, options) = dns::resolver_config(dns_server)?;
         let authenticator = MessageAuthenticator::new(config, options)
             .map_err(|err| anyhow!("{err}"))
             .context("cannot set up the DNS resolver for DKIM")?;

@@ -11,10 +11,11 @@ use crate::dkim::DkimVerifier;
 use crate::ratelimit::RateLimiter;
 use crate::reinject::Reinjector;
 use crate::rules::{Accepted, Parsed};
+use crate::session::{Handler, Protocol};
 use crate::smtp::{Envelope, Reply};
 
 /// Which side of the relay this filter guards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Mail submitted by the relay's users (Postfix submission, reinjected on 10025).
     Outgoing,
@@ -66,34 +67,9 @@ impl Filter {
         }
     }
 
-    /// The largest message accepted, in bytes.
-    pub fn max_message_size(&self) -> usize {
-        usize::try_from(self.config.max_message_size).unwrap_or(usize::MAX)
-    }
-
-    /// Checks the sender at `MAIL FROM`; on `Err` the reply is sent and the connection closed.
-    pub fn mail_from(&self, addr: &str) -> Result<(), Reply> {
-        if self.mode == Mode::Incoming {
-            return Ok(());
-        }
-        if addr.matches('@').count() != 1 {
-            return Err(Reply::new(500, format!("Invalid from address <{addr}>")));
-        }
-        self.limiter.check(addr, Instant::now()).map_err(|wait| {
-            log::warn!("Rate limit reached for {addr}");
-            Reply::new(
-                450,
-                format!(
-                    "4.7.1: Too much mail from {addr}, try again in {:.1} s",
-                    wait.as_secs_f64()
-                ),
-            )
-        })
-    }
-
     /// Checks a complete message and, when it passes, hands it to Postfix. The reply is
     /// Postfix's rejection if it refuses the message, else `250 OK` or the filter's refusal.
-    pub async fn deliver(&self, envelope: &Envelope, raw: &[u8]) -> Reply {
+    pub async fn handle(&self, envelope: &Envelope, raw: &[u8]) -> Reply {
         if let Err(reply) = self.check(envelope, raw).await {
             return reply;
         }
@@ -169,6 +145,39 @@ impl Filter {
         self.config
             .mailbox_dir(rcpt)
             .is_ok_and(|dir| flag_absent(&dir.join(ENFORCE_E2EE_FILE)))
+    }
+}
+
+impl Handler for Filter {
+    const PROTOCOL: Protocol = Protocol::Smtp;
+
+    /// The largest message accepted, in bytes.
+    fn max_message_size(&self) -> usize {
+        usize::try_from(self.config.max_message_size).unwrap_or(usize::MAX)
+    }
+
+    /// Checks the sender at `MAIL FROM`; on `Err` the reply is sent and the connection closed.
+    fn mail_from(&self, addr: &str) -> Result<(), Reply> {
+        if self.mode == Mode::Incoming {
+            return Ok(());
+        }
+        if addr.matches('@').count() != 1 {
+            return Err(Reply::new(500, format!("Invalid from address <{addr}>")));
+        }
+        self.limiter.check(addr, Instant::now()).map_err(|wait| {
+            log::warn!("Rate limit reached for {addr}");
+            Reply::new(
+                450,
+                format!(
+                    "4.7.1: Too much mail from {addr}, try again in {:.1} s",
+                    wait.as_secs_f64()
+                ),
+            )
+        })
+    }
+
+    async fn deliver(&self, envelope: &Envelope, message: Vec<u8>) -> Vec<Reply> {
+        vec![self.handle(envelope, &message).await]
     }
 }
 

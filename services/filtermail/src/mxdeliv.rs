@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::time::timeout;
 
 use crate::filter::Filter;
+use crate::session::Handler as _;
 use crate::smtp::{Envelope, Reply, extract_address};
 
 /// How long reading a request (headers, then body) may take.
@@ -86,7 +87,7 @@ async fn deliver(
         Ok(Err(err)) => return refuse(&Reply::new(451, format!("4.3.0 Cannot read body: {err}"))),
         Err(_) => return refuse(&Reply::new(451, "4.4.2 Timeout reading body")),
     };
-    let reply = filter.deliver(&envelope, &message).await;
+    let reply = filter.handle(&envelope, &message).await;
     if reply.is_positive() {
         respond(StatusCode::OK, reply.to_string())
     } else {

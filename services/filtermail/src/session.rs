@@ -1,5 +1,6 @@
-//! One SMTP connection on the proxy's server side: the dialect Postfix's `smtpd_proxy_filter`
-//! speaks (greeting, EHLO with XFORWARD, MAIL/RCPT/DATA, RSET, NOOP, QUIT).
+//! One SMTP or LMTP connection on the server side: the dialect Postfix's `smtpd_proxy_filter`
+//! speaks (greeting, EHLO with XFORWARD, MAIL/RCPT/DATA, RSET, NOOP, QUIT), or its `lmtp`
+//! client (LHLO instead of HELO/EHLO, one reply per recipient after the data).
 //!
 //! Any input is survivable and answered: overlong lines, bare LF in the data, unknown commands
 //! and timeouts get an SMTP error reply and a log line naming the client; only a client that
@@ -12,7 +13,6 @@ use anyhow::{Context as _, Result};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio::time::timeout;
 
-use crate::filter::Filter;
 use crate::smtp::{Envelope, Line, Reply, extract_address, read_line};
 
 /// How long the client may stay silent (Postfix's `smtpd_timeout` default).
@@ -23,6 +23,35 @@ const MAX_COMMAND_LINE: usize = 4096;
 const DISCARD_CHUNK: usize = 64 * 1024;
 /// Errors after which the client is disconnected (Postfix's `smtpd_hard_error_limit`).
 const MAX_ERRORS: u32 = 20;
+
+/// The two dialects: they differ in the greeting command and the replies after the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `HELO`/`EHLO`; one reply after the data.
+    Smtp,
+    /// `LHLO` (RFC 2033); one reply per accepted recipient after the data, in RCPT order.
+    Lmtp,
+}
+
+/// What a session hands the mail to.
+pub trait Handler: Sync {
+    /// The dialect spoken to clients.
+    const PROTOCOL: Protocol;
+
+    /// Checks the sender at `MAIL FROM`; on `Err` the reply is sent and the connection closed.
+    fn mail_from(&self, addr: &str) -> Result<(), Reply>;
+
+    /// The largest message accepted, in bytes.
+    fn max_message_size(&self) -> usize;
+
+    /// Handles a complete message. The replies to send: one for SMTP, one per recipient
+    /// (in RCPT order) for LMTP.
+    fn deliver(
+        &self,
+        envelope: &Envelope,
+        message: Vec<u8>,
+    ) -> impl Future<Output = Vec<Reply>> + Send;
+}
 
 /// What to do after a command.
 enum Next {
@@ -54,22 +83,26 @@ fn timeout_reply() -> Reply {
 }
 
 /// Serves one client from `peer` until it quits, breaks the protocol or goes silent.
-pub async fn serve<S: AsyncRead + AsyncWrite>(
+pub async fn serve<S: AsyncRead + AsyncWrite, H: Handler>(
     stream: S,
     peer: SocketAddr,
-    filter: &Filter,
+    handler: &H,
 ) -> Result<()> {
     let (read, write) = tokio::io::split(stream);
     let mut session = Session {
         reader: BufReader::new(read),
         writer: write,
         peer,
-        filter,
+        handler,
         envelope: None,
         origin_ip: None,
         errors: 0,
     };
-    session.send(&Reply::new(220, "filtermail SMTP")).await?;
+    let greeting = match H::PROTOCOL {
+        Protocol::Smtp => "filtermail SMTP",
+        Protocol::Lmtp => "filtermail LMTP",
+    };
+    session.send(&Reply::new(220, greeting)).await?;
     loop {
         let mut line = Vec::new();
         match session.read_timed(&mut line, MAX_COMMAND_LINE).await? {
@@ -91,11 +124,11 @@ pub async fn serve<S: AsyncRead + AsyncWrite>(
     }
 }
 
-struct Session<'a, S> {
+struct Session<'a, S, H> {
     reader: BufReader<ReadHalf<S>>,
     writer: WriteHalf<S>,
     peer: SocketAddr,
-    filter: &'a Filter,
+    handler: &'a H,
     /// The transaction in progress, from `MAIL FROM` on.
     envelope: Option<Envelope>,
     /// From `XFORWARD ADDR=`; kept for the whole connection.
@@ -104,7 +137,7 @@ struct Session<'a, S> {
     errors: u32,
 }
 
-impl<S: AsyncRead + AsyncWrite> Session<'_, S> {
+impl<S: AsyncRead + AsyncWrite, H: Handler> Session<'_, S, H> {
     async fn send(&mut self, reply: &Reply) -> Result<()> {
         self.writer
             .write_all(reply.to_wire().as_bytes())
@@ -145,22 +178,23 @@ impl<S: AsyncRead + AsyncWrite> Session<'_, S> {
 
     async fn command(&mut self, line: &str) -> Result<Next> {
         let (verb, arg) = line.split_once(' ').unwrap_or((line, ""));
-        match verb.to_ascii_uppercase().as_str() {
-            "HELO" => self.reply(250, "OK").await,
-            "EHLO" => self.reply(250, "filtermail\nXFORWARD ADDR\nOK").await,
-            "XFORWARD" => {
+        match (H::PROTOCOL, verb.to_ascii_uppercase().as_str()) {
+            (Protocol::Smtp, "HELO") => self.reply(250, "OK").await,
+            (Protocol::Smtp, "EHLO") => self.reply(250, "filtermail\nXFORWARD ADDR\nOK").await,
+            (Protocol::Lmtp, "LHLO") => self.reply(250, "filtermail\nOK").await,
+            (_, "XFORWARD") => {
                 self.xforward(arg);
                 self.reply(250, "OK").await
             }
-            "MAIL" => self.mail(arg).await,
-            "RCPT" => self.rcpt(arg).await,
-            "DATA" => self.data().await,
-            "RSET" => {
+            (_, "MAIL") => self.mail(arg).await,
+            (_, "RCPT") => self.rcpt(arg).await,
+            (_, "DATA") => self.data().await,
+            (_, "RSET") => {
                 self.envelope = None;
                 self.reply(250, "OK").await
             }
-            "NOOP" => self.reply(250, "OK").await,
-            "QUIT" => {
+            (_, "NOOP") => self.reply(250, "OK").await,
+            (_, "QUIT") => {
                 self.send(&Reply::new(221, "OK")).await?;
                 Ok(Next::Close)
             }
@@ -191,7 +225,7 @@ impl<S: AsyncRead + AsyncWrite> Session<'_, S> {
                 .error(Reply::new(500, "Invalid address in MAIL FROM"), &what)
                 .await;
         };
-        if let Err(reply) = self.filter.mail_from(&addr) {
+        if let Err(reply) = self.handler.mail_from(&addr) {
             self.send(&reply).await?;
             return Ok(Next::Close);
         }
@@ -233,11 +267,20 @@ impl<S: AsyncRead + AsyncWrite> Session<'_, S> {
             .await?;
         match self.read_data().await? {
             Data::Message(message) => {
-                let reply = self.filter.deliver(&envelope, &message).await;
-                self.send(&reply).await?;
+                for reply in self.handler.deliver(&envelope, message).await {
+                    self.send(&reply).await?;
+                }
                 Ok(Next::Continue)
             }
             Data::Refused(reply) => {
+                // An LMTP client waits for one reply per recipient.
+                let copies = match H::PROTOCOL {
+                    Protocol::Smtp => 1,
+                    Protocol::Lmtp => envelope.rcpts.len(),
+                };
+                for _ in 1..copies {
+                    self.send(&reply).await?;
+                }
                 self.refuse(reply, "message data refused").await?;
                 Ok(Next::Close)
             }
@@ -256,7 +299,7 @@ impl<S: AsyncRead + AsyncWrite> Session<'_, S> {
     /// Beyond the size limit or after a bare LF the rest is read and dropped, so the client sees
     /// the refusal (a reply sent while it is still writing may be lost in a connection reset).
     async fn read_data(&mut self) -> Result<Data> {
-        let max = self.filter.max_message_size();
+        let max = self.handler.max_message_size();
         let mut message = Vec::new();
         loop {
             let start = message.len();

@@ -1,4 +1,4 @@
-//! SMTP building blocks shared by the proxy's server side and the reinjection client: replies,
+//! SMTP building blocks shared by the server side and the client: replies,
 //! bounded line reading and envelope address extraction.
 
 use std::fmt;
@@ -23,6 +23,18 @@ impl Reply {
     /// `250 OK`.
     pub fn ok() -> Reply {
         Reply::new(250, "OK")
+    }
+
+    /// A reply from the one-line form [`Display`](fmt::Display) writes (`523 Encryption ...`).
+    pub fn parse(line: &str) -> Option<Reply> {
+        let (code, text) = line.split_at_checked(3)?;
+        let code = code.parse().ok().filter(|c| (200..600).contains(c))?;
+        let text = match text.strip_prefix(' ') {
+            Some(text) => text,
+            None if text.is_empty() => text,
+            None => return None,
+        };
+        Some(Reply::new(code, text))
     }
 
     /// True for 2xx and 3xx replies.
@@ -156,6 +168,14 @@ mod tests {
         assert_eq!(multi.to_string(), "550 5.1.1 first 5.1.1 second");
         assert!(Reply::new(354, "go").is_positive());
         assert!(!Reply::new(450, "later").is_positive());
+        assert_eq!(
+            Reply::parse("523 Encryption Needed"),
+            Some(Reply::new(523, "Encryption Needed"))
+        );
+        assert_eq!(Reply::parse("250"), Some(Reply::new(250, "")));
+        for bad in ["", "25", "2500 x", "abc def", "<html>", "999 x"] {
+            assert_eq!(Reply::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[tokio::test]

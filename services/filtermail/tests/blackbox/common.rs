@@ -158,20 +158,36 @@ impl Filtermail {
     /// Starts `filtermail <ini> <mode>` reinjecting into `sink_port`, with `extra` ini lines
     /// and `env` variables, and waits for `entering serving loop`.
     pub fn start(mode: &str, sink_port: u16, extra: &str, env: &[(&str, &str)]) -> Filtermail {
+        Filtermail::start_with_args(mode, sink_port, extra, env, &[])
+    }
+
+    /// [`Filtermail::start`] with extra command-line `args`. In `transport` mode `smtp_port`
+    /// is the LMTP port.
+    pub fn start_with_args(
+        mode: &str,
+        sink_port: u16,
+        extra: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Filtermail {
         let dir = tempfile::tempdir().expect("tempdir");
         let mailboxes = dir.path().join("mailboxes");
         std::fs::create_dir_all(&mailboxes).expect("mailboxes dir");
         let (smtp_port, http_port) = (free_port(), free_port());
-        let (smtp_key, reinject_key) = match mode {
-            "outgoing" => ("filtermail_smtp_port", "postfix_reinject_port"),
-            _ => (
-                "filtermail_smtp_port_incoming",
-                "postfix_reinject_port_incoming",
-            ),
+        let listen_key = match mode {
+            "outgoing" => "filtermail_smtp_port",
+            "transport" => "filtermail_lmtp_port_transport",
+            _ => "filtermail_smtp_port_incoming",
+        };
+        // The transport reinjects nothing; the key keeps its default there.
+        let reinject = match mode {
+            "outgoing" => format!("postfix_reinject_port = {sink_port}"),
+            "transport" => String::new(),
+            _ => format!("postfix_reinject_port_incoming = {sink_port}"),
         };
         let ini = format!(
-            "[params]\nmail_domain = example.org\nmailboxes_dir = {}\n{smtp_key} = {smtp_port}\n\
-             filtermail_http_port_incoming = {http_port}\n{reinject_key} = {sink_port}\n{extra}\n",
+            "[params]\nmail_domain = example.org\nmailboxes_dir = {}\n{listen_key} = {smtp_port}\n\
+             filtermail_http_port_incoming = {http_port}\n{reinject}\n{extra}\n",
             mailboxes.display()
         );
         let ini_path = dir.path().join("chatmail.ini");
@@ -180,6 +196,7 @@ impl Filtermail {
         command
             .arg(&ini_path)
             .arg(mode)
+            .args(args)
             .env("RUST_LOG", "info")
             .env_remove("FILTERMAIL_SKIP_DKIM")
             .env_remove("FILTERMAIL_DNS_SERVER")
