@@ -220,6 +220,7 @@ fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
             "doveauth.service",
             "dovecot.service",
             "filtermail-incoming.service",
+            "filtermail-transport.service",
             "filtermail.service",
             "lastlogin.service",
             "postfix.service",
