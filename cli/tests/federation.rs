@@ -2,7 +2,7 @@
 //! self-signed, `beta.chat.test` with a certificate from a test CA both trust, DNS from nsd
 //! through each relay's own unbound): real Delta Chat accounts on each relay exchange
 //! encrypted messages both ways, cleartext is refused at the sender's relay, unsigned mail at
-//! the receiver's, a message waits in the sender's queue while the receiver is down and
+//! the receiver's (port 25 and /mxdeliv), a message waits in the sender's queue while the receiver is down and
 //! arrives afterwards, mail to a domain that does not exist bounces, and a second
 //! `cmdeploy run` on both relays changes nothing. One testbed boot serves every check.
 //! Slow: needs root, systemd-nspawn, nsd and the Delta Chat client (`scripts/setup-debian`).
@@ -149,9 +149,17 @@ fn two_relays_exchange_mail_and_lose_nothing() {
     let refused = cleartext["refused"].as_str().unwrap();
     assert!(refused.starts_with("523 "), "{refused}");
 
-    // Beta refuses mail from alpha's domain without alpha's DKIM signature.
-    let unsigned = chat.ask("unsigned");
+    // Beta refuses mail from alpha's domain without alpha's DKIM signature, on port 25 and on
+    // /mxdeliv alike.
+    let unsigned = chat.ask("unsigned smtp");
     let refused = unsigned["refused"].as_str().unwrap();
+    assert!(
+        refused.starts_with("554 ") && refused.contains("DKIM"),
+        "{refused}"
+    );
+    let unsigned = chat.ask("unsigned https");
+    assert_eq!(unsigned["status"], 400, "{unsigned}");
+    let refused = unsigned["reply"].as_str().unwrap();
     assert!(
         refused.starts_with("554 ") && refused.contains("DKIM"),
         "{refused}"
