@@ -179,7 +179,7 @@ pub struct Config {
     pub filtermail_smtp_port_incoming: u16,
     /// filtermail's HTTP receiver behind `/mxdeliv`.
     pub filtermail_http_port_incoming: u16,
-    /// filtermail's LMTP transport for remote delivery (upstream's; not used here).
+    /// filtermail's LMTP transport: Postfix's `default_transport` for remote delivery.
     pub filtermail_lmtp_port_transport: u16,
     /// Postfix's port where filtermail reinjects checked outgoing mail.
     pub postfix_reinject_port: u16,

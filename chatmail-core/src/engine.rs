@@ -235,10 +235,9 @@ impl<'t> Engine<'t> {
         diff: Option<String>,
         apply: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
-        // What a change owes is on disk before the change is announced or made.
-        if !self.dry_run {
-            self.pending.add(owed)?;
-        }
+        // What a change owes is on disk before the change is announced or made (a dry run
+        // keeps it in memory only, so that its activation shows the restarts it would do).
+        self.pending.add(owed)?;
         self.report.record(component, &what, self.dry_run);
         if let Some(diff) = diff.filter(|_| self.dry_run || self.verbose) {
             print!("{diff}");
@@ -279,12 +278,12 @@ impl<'t> Engine<'t> {
         });
         if !missing.is_empty() {
             self.record_packages("install", &wanting);
+            self.pending.add(
+                wanting
+                    .iter()
+                    .map(|(component, _)| Owed::Component((*component).to_owned())),
+            )?;
             if !self.dry_run {
-                self.pending.add(
-                    wanting
-                        .iter()
-                        .map(|(component, _)| Owed::Component((*component).to_owned())),
-                )?;
                 dpkg::install(self.target, &missing)?;
                 self.accounts = Accounts::read(self.target)?;
             }
@@ -670,7 +669,7 @@ impl<'t> Engine<'t> {
             let Some(activate) = &planned.activate else {
                 // Not used by this deployment: it runs nothing, so it owes no restart.
                 let owed = Owed::Component(planned.component.to_owned());
-                if !self.dry_run && self.pending.contains(&owed) {
+                if self.pending.contains(&owed) {
                     self.pending.remove(&[owed])?;
                 }
                 continue;
@@ -714,9 +713,7 @@ impl<'t> Engine<'t> {
                     _ => {}
                 }
             }
-            if !self.dry_run {
-                self.pending.remove(&done)?;
-            }
+            self.pending.remove(&done)?;
             self.attempts(name, &activate.attempts)?;
         }
         Ok(())

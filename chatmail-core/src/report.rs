@@ -99,7 +99,7 @@ mod tests {
     fn the_summary_counts_changes_and_names_what_was_removed() {
         let mut report = Report::default();
         report.record("legacy", "remove /usr/local/lib/chatmaild/venv", false);
-        report.record("legacy", "stop filtermail-transport.service", false);
+        report.record("legacy", "stop echobot.service", false);
         report.record("postfix", "update /etc/postfix/main.cf", false);
         assert_eq!(
             report.summary(&["legacy", "postfix", "tls"], false),

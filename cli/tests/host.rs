@@ -168,8 +168,31 @@ fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
 
     delta_chat_exchange(&host.address.to_string(), "_chat.example.org");
 
-    // Configure now, activate later: the owed restarts wait on disk in between.
+    // A dry run shows the restarts a change would bring, and does none of them.
     set_config(&root, &format!("{domain}max_message_size = 1000000\n"));
+    let dry = host_deploy(&host, &["--dry-run"]);
+    for restart in [
+        "postfix: would restart postfix.service",
+        "dovecot: would restart dovecot.service",
+        "filtermail: would restart filtermail.service",
+    ] {
+        assert!(dry.contains(restart), "{restart} not shown:\n{dry}");
+    }
+    assert_eq!(
+        start_stamps(&host, &units),
+        started,
+        "a dry run restarts nothing"
+    );
+    assert!(
+        host.exec(&["test", "-e", "/var/lib/cmdeploy/pending-restarts"])
+            .unwrap()
+            .status
+            .code()
+            == Some(1),
+        "a dry run owes nothing"
+    );
+
+    // Configure now, activate later: the owed restarts wait on disk in between.
     let configured = host_deploy(&host, &["--phase", "configure"]);
     assert!(configured.contains("postfix: update /etc/postfix/main.cf"));
     let owed = host
@@ -197,6 +220,7 @@ fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
             "doveauth.service",
             "dovecot.service",
             "filtermail-incoming.service",
+            "filtermail-transport.service",
             "filtermail.service",
             "lastlogin.service",
             "postfix.service",

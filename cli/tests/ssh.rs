@@ -117,7 +117,7 @@ fn upstream_layout(root: &Root) {
         );
         units.push(format!("{job}.timer"));
     }
-    // Upstream's filtermail binary and its three units, the transport one ours lacks.
+    // Upstream's filtermail binary and its three units.
     write(root, "/usr/local/bin/filtermail", STAND_IN, 0o755);
     for (name, mode) in [
         ("filtermail", "outgoing"),
@@ -342,8 +342,6 @@ fn an_upstream_relay_is_deployed_over_ssh_keeping_its_state() {
     for removed in [
         "legacy: remove /usr/local/lib/chatmaild/venv",
         "legacy: remove /usr/local/lib/chatmaild/dist",
-        "legacy: remove /etc/systemd/system/filtermail-transport.service",
-        "legacy: stop filtermail-transport.service",
         "legacy: remove /usr/lib/cgi-bin/newemail.py",
         "legacy: remove /root/from-cmdeploy",
         "removed (left by older releases or replaced here):\n",
@@ -369,13 +367,17 @@ fn an_upstream_relay_is_deployed_over_ssh_keeping_its_state() {
         std::fs::read(bundle.join("filtermail")).unwrap(),
         "upstream's filtermail is replaced by this workspace's"
     );
+    // Upstream's transport unit is replaced by ours, running this workspace's filtermail.
     let transport = host
         .exec(&["systemctl", "is-active", "filtermail-transport.service"])
         .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&transport.stdout).trim(),
-        "inactive"
-    );
+    assert_eq!(String::from_utf8_lossy(&transport.stdout).trim(), "active");
+    let unit = std::fs::read_to_string(
+        root.path
+            .join("etc/systemd/system/filtermail-transport.service"),
+    )
+    .unwrap();
+    assert!(unit.contains("Written by cmdeploy"), "{unit}");
     // The adopted password logs in through this workspace's doveauth; the mail stays held.
     let user = format!("alice@{DOMAIN}");
     host.exec_ok(&["doveadm", "auth", "test", &user, PASSWORD])

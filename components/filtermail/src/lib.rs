@@ -1,6 +1,7 @@
 //! `filtermail`: the before-queue filter between Postfix and the world that lets only
-//! encrypted mail through (from `services/filtermail`), for outgoing and incoming mail.
-//! With it, Postfix delivers remote mail itself (see the postfix component).
+//! encrypted mail through (from `services/filtermail`), for outgoing and incoming mail, and
+//! the transport that delivers Postfix's non-local mail to other relays (HTTPS `/mxdeliv`,
+//! then SMTP; Postfix's `default_transport`, see the postfix component).
 
 use anyhow::Result;
 use chatmail_core::config::RELAY_SETTINGS_PATH;
@@ -11,9 +12,10 @@ use include_dir::{Dir, include_dir};
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templates/filtermail");
 
 /// The units and the mode each runs filtermail in.
-const UNITS: [(&str, &str); 2] = [
+const UNITS: [(&str, &str); 3] = [
     ("filtermail.service", "outgoing"),
     ("filtermail-incoming.service", "incoming"),
+    ("filtermail-transport.service", "transport"),
 ];
 
 /// The encryption-enforcing mail filter.
@@ -51,6 +53,7 @@ impl Component for Filtermail {
         let health = [
             config.filtermail_smtp_port,
             config.filtermail_smtp_port_incoming,
+            config.filtermail_lmtp_port_transport,
         ];
         for ((unit, mode), port) in UNITS.into_iter().zip(health) {
             let argv = ["filtermail", RELAY_SETTINGS_PATH, mode];
@@ -63,6 +66,7 @@ impl Component for Filtermail {
             config.filtermail_smtp_port,
             config.filtermail_smtp_port_incoming,
             config.filtermail_http_port_incoming,
+            config.filtermail_lmtp_port_transport,
         ] {
             activate.port(port, &["filtermail"]);
         }

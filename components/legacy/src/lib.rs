@@ -1,10 +1,9 @@
 //! `legacy`: removes, idempotently, what older upstream releases left on a relay: obsolete
 //! packages, files, the OBS apt source, and daemons that no longer belong to a relay. It also
 //! adopts a relay deployed by upstream's Python cmdeploy: what that left and this deploy
-//! replaces (the chatmaild virtualenv, filtermail's transport unit, the Python CGI, the remote
-//! helper) goes; its state (DKIM key, certificates, mailboxes, passwords, the Postfix queue)
+//! replaces (the chatmaild virtualenv, the Python CGI, the remote helper) goes; its state (DKIM key, certificates, mailboxes, passwords, the Postfix queue)
 //! is at the paths the other components use and is kept. Units of the same name (doveauth,
-//! filtermail, ...) are simply replaced by their components.
+//! filtermail, filtermail-transport, ...) are simply replaced by their components.
 
 use anyhow::Result;
 use chatmail_core::plan::Service;
@@ -38,9 +37,6 @@ const LEFTOVERS: &[&str] = &[
     // was built from (the programs are /usr/local/bin/* now)
     "/usr/local/lib/chatmaild/venv",
     "/usr/local/lib/chatmaild/dist",
-    // upstream filtermail's LMTP transport (Postfix delivers remote mail itself here)
-    "/etc/systemd/system/filtermail-transport.service",
-    "/etc/systemd/system/multi-user.target.wants/filtermail-transport.service",
     // the Python account-creation CGI (nginx runs /usr/lib/cgi-bin/newemail for its URL)
     "/usr/lib/cgi-bin/newemail.py",
     // the helper package upstream's cmdeploy copied for its remote DNS and status checks
@@ -52,7 +48,6 @@ const UNITS: &[&str] = &[
     "echobot.service",
     "doveauth-dictproxy.service",
     "mta-sts-daemon.service",
-    "filtermail-transport.service",
 ];
 
 impl Component for Legacy {
