@@ -73,6 +73,19 @@ fn read_bundled(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
+/// Whether `url` answers a `HEAD` request within a few seconds: a quick check, before a plan
+/// depends on a download, that this machine reaches its server.
+pub fn reachable(url: &str) -> Result<()> {
+    ureq::AgentBuilder::new()
+        .timeout_connect(std::time::Duration::from_secs(3))
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .head(url)
+        .call()
+        .with_context(|| format!("reaching {url}"))?;
+    Ok(())
+}
+
 fn get(url: &str) -> Result<Vec<u8>> {
     let response = ureq::AgentBuilder::new()
         .timeout_connect(std::time::Duration::from_secs(20))

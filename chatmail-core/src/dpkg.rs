@@ -2,7 +2,7 @@
 //! `apt-get install` under a guard that keeps package scripts from starting services, and the
 //! batched removal of obsolete packages.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -15,11 +15,6 @@ pub struct Package {
     /// `installed`, `config-files`, `half-configured`, ...
     pub state: String,
     pub version: String,
-}
-
-/// Names of the packages dpkg lists as fully installed on the target.
-pub fn installed(target: &Target) -> Result<BTreeSet<String>> {
-    Ok(installed_versions(target)?.into_keys().collect())
 }
 
 /// The fully installed packages of the target, with their versions.
@@ -126,6 +121,9 @@ pub fn install(target: &Target, packages: &[String]) -> Result<()> {
         "-y",
         "-q",
         "--no-install-recommends",
+        // Switching between builds of a package (Debian's, or one from .deb files) may go
+        // down in version; an apt preference or a pinned file decides which build is wanted.
+        "--allow-downgrades",
         "-o",
         "Dpkg::Options::=--force-confdef",
         "-o",

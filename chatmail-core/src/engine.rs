@@ -264,16 +264,32 @@ impl<'t> Engine<'t> {
         Ok(())
     }
 
-    /// The package part of install alone: obsolete packages removed, missing ones installed
-    /// in one batch. An image's first layer runs just this, so that it changes only when the
+    /// The package part of install alone: apt's settings written, obsolete packages removed,
+    /// missing ones (and foreign builds to replace) installed in one batch, then the pinned
+    /// `.deb` files. An image's first layer runs just this, so that it changes only when the
     /// package lists do.
     pub fn install_packages(&mut self, plans: &[Planned]) -> Result<()> {
+        for planned in plans {
+            for warning in &planned.install.warnings {
+                self.report.warn(planned.component, warning);
+            }
+            for file in &planned.install.apt_files {
+                self.file(planned.component, file, Vec::new())
+                    .with_context(|| format!("{}: install failed", planned.component))?;
+            }
+        }
         self.remove_packages(plans)?;
-        let installed = dpkg::installed(self.target)?;
+        let installed = dpkg::installed_versions(self.target)?;
         let (missing, wanting) = package_batch(plans, |plan| {
             plan.packages
                 .iter()
-                .filter(|p| !installed.contains(*p))
+                .filter(|p| match installed.get(*p) {
+                    None => true,
+                    Some(version) => plan
+                        .foreign_builds
+                        .iter()
+                        .any(|f| f.package == **p && version.contains(&f.marker)),
+                })
                 .collect()
         });
         if !missing.is_empty() {
@@ -287,6 +303,11 @@ impl<'t> Engine<'t> {
                 dpkg::install(self.target, &missing)?;
                 self.accounts = Accounts::read(self.target)?;
             }
+        }
+        for planned in plans {
+            let owed = vec![Owed::Component(planned.component.to_owned())];
+            self.debs(planned.component, &planned.install.debs, owed)
+                .with_context(|| format!("{}: install failed", planned.component))?;
         }
         Ok(())
     }
@@ -406,7 +427,6 @@ impl<'t> Engine<'t> {
         for download in &plan.downloads {
             self.download(name, download, owed())?;
         }
-        self.debs(name, &plan.debs, owed())?;
         for file in &plan.files {
             self.file(name, file, owed())?;
         }

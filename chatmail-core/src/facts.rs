@@ -1,4 +1,7 @@
-//! Facts about the target that decide defaults: architecture, systemd, container.
+//! Facts about the target that decide defaults: architecture, systemd, container, and the
+//! package versions installed.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -19,6 +22,10 @@ pub struct Facts {
     /// running cmdeploy: beside the cmdeploy executable unless `--binaries` says otherwise.
     #[serde(skip)]
     pub binaries: std::path::PathBuf,
+    /// Versions of the packages fully installed on the target when planning began (its dpkg
+    /// status): lets install keep a build an earlier run chose.
+    #[serde(skip)]
+    pub installed: BTreeMap<String, String>,
 }
 
 impl Facts {
@@ -32,6 +39,7 @@ impl Facts {
             systemd: local && std::path::Path::new("/run/systemd/system").is_dir(),
             container: local && in_container(),
             binaries,
+            installed: crate::dpkg::installed_versions(target).unwrap_or_default(),
         }
     }
 

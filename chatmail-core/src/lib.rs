@@ -6,7 +6,9 @@
 //! - [`plan`]: the contexts the phases fill in ([`Install`], [`Configure`], [`Activate`]) and
 //!   the items they hold (files, users, downloads, services, ...).
 //! - [`config`]: the deployment settings (`chatmail.ini`), re-exported from `chatmail-config`.
-//! - [`Facts`]: what is known about the target (architecture, systemd, container).
+//! - [`Facts`]: what is known about the target (architecture, systemd, container, installed
+//!   package versions).
+//! - [`reachable`]: whether a download's server answers, for a plan that falls back without it.
 //!
 //! For front ends (the `cmdeploy` CLI):
 //! - [`Registry`]: every linked component, ordered by `after`.
@@ -37,6 +39,7 @@ mod template;
 
 pub use chatmail_config as config;
 pub use component::{AFTER_ALL, Component, Registration, Registry};
+pub use download::reachable;
 pub use facts::{Facts, deb_arch, kernel_setting};
 pub use plan::{Activate, Configure, Install};
 pub use report::Report;

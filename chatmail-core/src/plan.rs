@@ -151,6 +151,20 @@ impl std::fmt::Display for DownloadSource {
 }
 
 impl Download {
+    /// A file of the machine running cmdeploy, installed at `dest` as it is now: its sha256 is
+    /// taken here, so a file that changes before the run installs nothing.
+    pub fn local_file(dest: &str, path: &Path) -> Result<Download> {
+        let content = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(Download {
+            dest: dest.into(),
+            source: DownloadSource::Local(path.to_owned()),
+            sha256: crate::download::sha256_hex(&content),
+            extract: None,
+            mode: 0o644,
+            optional: false,
+        })
+    }
+
     /// A pinned release for the target's architecture, from `(arch, url, sha256)` rows, or from
     /// `local` instead of the URL when given (same checksum).
     pub fn pinned(
@@ -462,11 +476,28 @@ pub struct LineRemoval {
     pub line: String,
 }
 
+/// A build of a package that another variant installed from a `.deb` file (its version
+/// contains `marker`): the archive's build replaces it, downgrading if need be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForeignBuild {
+    /// The Debian package name, one of the component's [`InstallPlan::packages`].
+    pub package: String,
+    /// Part of the version that marks the build as not the archive's, e.g. `+chatmail`.
+    pub marker: String,
+}
+
 /// What a component installs: the same for every relay.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct InstallPlan {
     /// Debian packages to have installed.
     pub packages: Vec<String>,
+    /// Installed builds of [`Self::packages`] to replace with the archive's.
+    pub foreign_builds: Vec<ForeignBuild>,
+    /// apt's own settings (preferences): written before any package is installed or removed,
+    /// so the package batch already obeys them.
+    pub apt_files: Vec<File>,
+    /// Things the operator should know about what is installed (printed as warnings).
+    pub warnings: Vec<String>,
     /// Debian packages of older releases to remove or purge if installed.
     pub remove_packages: Vec<PackageRemoval>,
     /// Applied before any package is installed, so a stale apt source cannot break the run.
@@ -615,6 +646,33 @@ impl<'a> Install<'a> {
         self.plan
             .packages
             .extend(names.iter().map(|n| (*n).to_owned()));
+    }
+
+    /// Replaces installed builds of `packages` whose version contains one of `markers` (another
+    /// variant's `.deb` files) with the archive's, in the package batch; an
+    /// [`Install::apt_preference`] of priority above 1000 lets apt downgrade to it.
+    pub fn foreign_builds(&mut self, packages: &[&str], markers: &[&str]) {
+        for package in packages {
+            self.plan
+                .foreign_builds
+                .extend(markers.iter().map(|marker| ForeignBuild {
+                    package: (*package).to_owned(),
+                    marker: (*marker).to_owned(),
+                }));
+        }
+    }
+
+    /// `/etc/apt/preferences.d/<name>` (pins), written before any package is installed.
+    pub fn apt_preference(&mut self, name: &str, text: &str) {
+        let path = format!("/etc/apt/preferences.d/{name}");
+        let mut pin = file(&path, text.into(), None);
+        pin.restarts = Restarts::Units(Vec::new());
+        self.plan.apt_files.push(pin);
+    }
+
+    /// Something the operator should know about what this run installs, printed as a warning.
+    pub fn warn(&mut self, text: &str) {
+        self.plan.warnings.push(text.to_owned());
     }
 
     /// Debian packages to have removed if installed (one batched `apt-get remove` for all

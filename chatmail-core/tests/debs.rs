@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use chatmail_core::engine::{Engine, Phases, Planned};
-use chatmail_core::plan::{Deb, Download, DownloadSource, File, InstallPlan, Owner, Restarts};
+use chatmail_core::plan::{
+    Deb, Download, DownloadSource, File, ForeignBuild, InstallPlan, Owner, Restarts,
+};
 use chatmail_core::{Facts, ProcMount, Target};
 use sha2::{Digest, Sha256};
 
@@ -22,20 +24,29 @@ const INSTALL: Phases = Phases {
 
 /// Builds `chatmail-probe` at `version` (depending on Debian's `tree`) into `dir`.
 fn probe_deb(dir: &Path, version: &str) -> PathBuf {
-    let tree = dir.join(format!("probe-{version}"));
+    build_deb(dir, "chatmail-probe", version, "Depends: tree\n")
+}
+
+/// Builds `package` at `version` with extra control `fields` into `dir`.
+fn build_deb(dir: &Path, package: &str, version: &str, fields: &str) -> PathBuf {
+    let tree = dir.join(format!("{package}-{version}"));
     std::fs::create_dir_all(tree.join("DEBIAN")).unwrap();
-    std::fs::create_dir_all(tree.join("usr/share/chatmail-probe")).unwrap();
+    std::fs::create_dir_all(tree.join("usr/share").join(package)).unwrap();
     std::fs::write(
         tree.join("DEBIAN/control"),
         format!(
-            "Package: chatmail-probe\nVersion: {version}\nArchitecture: all\n\
-             Maintainer: cmdeploy tests <root@localhost>\nDepends: tree\n\
+            "Package: {package}\nVersion: {version}\nArchitecture: all\n\
+             Maintainer: cmdeploy tests <root@localhost>\n{fields}\
              Description: a package of cmdeploy's engine tests\n"
         ),
     )
     .unwrap();
-    std::fs::write(tree.join("usr/share/chatmail-probe/version"), version).unwrap();
-    let deb = dir.join(format!("chatmail-probe_{version}_all.deb"));
+    std::fs::write(
+        tree.join("usr/share").join(package).join("version"),
+        version,
+    )
+    .unwrap();
+    let deb = dir.join(format!("{package}_{version}_all.deb"));
     let built = Command::new("dpkg-deb")
         .args(["--root-owner-group", "-b"])
         .arg(&tree)
@@ -84,6 +95,33 @@ fn sha256(path: &Path) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Debian's `tree` wanted from the archive under an apt preference of `priority`, replacing
+/// builds whose version carries `+test`.
+fn archive_tree(priority: i32) -> Vec<Planned> {
+    let mut install = InstallPlan {
+        packages: vec!["tree".into()],
+        foreign_builds: vec![ForeignBuild {
+            package: "tree".into(),
+            marker: "+test".into(),
+        }],
+        ..InstallPlan::default()
+    };
+    install.apt_files.push(File {
+        path: "/etc/apt/preferences.d/pin-tree".into(),
+        content: format!("Package: tree\nPin: release o=Debian\nPin-Priority: {priority}\n").into(),
+        template: None,
+        owner: Owner::root(),
+        mode: 0o644,
+        restarts: Restarts::Units(Vec::new()),
+    });
+    vec![Planned {
+        component: "tree",
+        install,
+        configure: None,
+        activate: None,
+    }]
+}
+
 fn install(root: &Path, plans: &[Planned]) -> anyhow::Result<usize> {
     let facts = Facts {
         arch: std::env::consts::ARCH.into(),
@@ -91,6 +129,7 @@ fn install(root: &Path, plans: &[Planned]) -> anyhow::Result<usize> {
         systemd: false,
         container: false,
         binaries: "/nonexistent".into(),
+        installed: Default::default(),
     };
     let target = Target::new(root, false)?;
     let _proc = ProcMount::ensure(&target)?;
@@ -160,4 +199,51 @@ fn pinned_debs_install_with_dependencies_and_upgrade_only_when_the_version_chang
         std::fs::read_to_string(root.join("usr/share/chatmail-probe/version")).unwrap(),
         "2.0"
     );
+}
+
+#[test]
+#[ignore = "slow: root, a Debian 12 rootfs"]
+fn a_foreign_build_is_replaced_by_the_archives_under_a_preference_above_1000() {
+    let scratch =
+        tempfile::tempdir_in(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")).unwrap();
+    let root = scratch.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let tarball =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/rootfs/bookworm-minbase.tar");
+    let untar = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-xf")
+        .arg(&tarball)
+        .status()
+        .unwrap();
+    assert!(untar.success());
+
+    assert_eq!(
+        install(&root, &archive_tree(1001)).unwrap(),
+        2,
+        "pin, package"
+    );
+    let debians = installed_version(&root, "tree");
+    assert!(debians.ends_with(" installed") && !debians.contains("+test"));
+
+    // Another build, newer than Debian's, from a .deb file under a pin against Debian's.
+    let ours = build_deb(scratch.path(), "tree", "9.9+test1", "");
+    let mut plans = plan(&ours, "9.9+test1", &sha256(&ours));
+    plans[0].install.debs[0].package = "tree".into();
+    assert_eq!(install(&root, &plans).unwrap(), 3, "download, install, pin");
+    assert_eq!(installed_version(&root, "tree"), "9.9+test1 installed");
+    let mut unmarked = archive_tree(1001);
+    unmarked[0].install.foreign_builds.clear();
+    assert_eq!(
+        install(&root, &unmarked).unwrap(),
+        0,
+        "without a marker the installed build stays, whatever the pin says"
+    );
+    assert_eq!(installed_version(&root, "tree"), "9.9+test1 installed");
+
+    // The marked build is replaced by Debian's, a downgrade; then nothing is left to do.
+    assert_eq!(install(&root, &archive_tree(1001)).unwrap(), 1, "package");
+    assert_eq!(installed_version(&root, "tree"), debians);
+    assert_eq!(install(&root, &archive_tree(1001)).unwrap(), 0);
 }

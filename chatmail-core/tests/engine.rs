@@ -43,6 +43,7 @@ fn facts() -> Facts {
         systemd: false,
         container: false,
         binaries: "/nonexistent".into(),
+        installed: Default::default(),
     }
 }
 

@@ -67,8 +67,9 @@ pub fn run(config_path: &Path, args: &Args) -> Result<()> {
             println!("  packages: {}", install.packages.join(" "));
         }
         let files = install
-            .files
+            .apt_files
             .iter()
+            .chain(&install.files)
             .chain(planned.configure.iter().flat_map(|c| &c.files));
         for file in files {
             println!("  file:     {}", file.path.display());

@@ -28,8 +28,8 @@ pub struct Args {
     /// Which phases to run, always in the order install, configure, activate.
     #[arg(long, default_value = "install,configure,activate", value_parser = Phases::parse)]
     phase: Phases,
-    /// With `--phase install`: only the Debian packages (an image's first layer, which then
-    /// changes only when the package lists do).
+    /// With `--phase install`: only the Debian packages, apt preferences and pinned `.deb`
+    /// files (an image's first layer, which then changes only when the package lists do).
     #[arg(long)]
     packages_only: bool,
     /// Show what would change (diffs, packages, restarts) and change nothing. Over SSH the

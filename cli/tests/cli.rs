@@ -403,54 +403,133 @@ fn a_second_run_on_the_same_target_is_refused_while_one_holds_the_lock() {
     );
 }
 
-#[test]
-fn upstreams_patched_dovecot_is_an_install_time_opt_in_checked_by_sha256() {
+/// The `dovecot` section of `cmdeploy list` with `DEBS_ENV` set to `choice`.
+fn dovecot_listing(choice: &str) -> Vec<String> {
     let listed = cmdeploy(
         &["list", "--config", "/nonexistent"],
-        &[("CMDEPLOY_DOVECOT_DEBS", "download")],
+        &[("CMDEPLOY_DOVECOT_DEBS", choice)],
     );
     assert!(listed.ok, "{}", listed.all());
-    let dovecot: Vec<&str> = listed
+    listed
         .stdout
         .lines()
         .skip_while(|line| *line != "dovecot")
         .skip(1)
         .take_while(|line| line.starts_with(' '))
-        .collect();
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A `.deb` of `package` at `version` for this machine's architecture, made with dpkg-deb.
+fn fake_deb(dir: &Path, package: &str, version: &str) {
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tree.path().join("DEBIAN")).unwrap();
+    let arch = chatmail_core::deb_arch(std::env::consts::ARCH);
+    std::fs::write(
+        tree.path().join("DEBIAN/control"),
+        format!(
+            "Package: {package}\nVersion: {version}\nArchitecture: {arch}\n\
+             Maintainer: cmdeploy tests <root@localhost>\nDescription: a test package\n"
+        ),
+    )
+    .unwrap();
+    let deb = dir.join(format!("{package}_{version}_{arch}.deb"));
+    let built = std::process::Command::new("dpkg-deb")
+        .args(["--root-owner-group", "-b"])
+        .arg(tree.path())
+        .arg(&deb)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+}
+
+#[test]
+fn dovecot_builds_are_chosen_at_install_time_and_a_bad_directory_changes_nothing() {
+    let pin = "  file:     /etc/apt/preferences.d/pin-dovecot";
+    let upstream = dovecot_listing("download");
     assert!(
-        !dovecot.iter().any(|l| l.contains("packages:")),
-        "{dovecot:?}"
+        !upstream.iter().any(|l| l.contains("packages:")),
+        "{upstream:?}"
     );
     for package in ["dovecot-core", "dovecot-imapd", "dovecot-lmtpd"] {
         let line = format!(
             "  deb:      {package} 1:2.3.21+dfsg1-3 from \
              https://download.delta.chat/dovecot/{package}_2.3.21%2Bdfsg1-3_amd64.deb"
         );
-        assert!(dovecot.contains(&line.as_str()), "{dovecot:?}");
+        assert!(upstream.contains(&line), "{upstream:?}");
     }
-    assert!(dovecot.contains(&"  file:     /etc/apt/preferences.d/pin-dovecot"));
+    assert!(upstream.iter().any(|l| l == pin), "{upstream:?}");
 
-    // Files that are not the pinned build (here: empty ones) are refused before apt runs.
+    let debian = dovecot_listing("debian");
+    assert!(
+        debian.contains(&"  packages: dovecot-core dovecot-imapd dovecot-lmtpd".to_owned()),
+        "{debian:?}"
+    );
+    assert!(debian.iter().any(|l| l == pin), "{debian:?}");
+
+    // A directory: one build of the three packages, found by their control data.
     let debs = tempfile::tempdir().unwrap();
-    for package in ["dovecot-core", "dovecot-imapd", "dovecot-lmtpd"] {
-        let name = format!("{package}_2.3.21%2Bdfsg1-3_amd64.deb");
-        std::fs::write(debs.path().join(name), b"").unwrap();
+    let version = "1:2.3.19.1+dfsg1-2.1+deb12u6+chatmail1";
+    for package in [
+        "dovecot-core",
+        "dovecot-imapd",
+        "dovecot-lmtpd",
+        "dovecot-pop3d",
+    ] {
+        fake_deb(debs.path(), package, version);
     }
+    let dir = debs.path().to_str().unwrap();
+    let ours = dovecot_listing(dir);
+    for package in ["dovecot-core", "dovecot-imapd", "dovecot-lmtpd"] {
+        let arch = chatmail_core::deb_arch(std::env::consts::ARCH);
+        let line =
+            format!("  deb:      {package} {version} from {dir}/{package}_{version}_{arch}.deb");
+        assert!(ours.contains(&line), "{ours:?}");
+    }
+    assert!(!ours.iter().any(|l| l.contains("pop3d")), "{ours:?}");
+
+    // A mixed, an incomplete or an unreadable set is refused, naming the directory and what
+    // is wrong, before anything changes.
     let (_dir, root) = untouched_target();
     let before = snapshot(Path::new(&root));
-    let run = cmdeploy(
-        &[
-            "run", "--root", &root, "--phase", "install", "--only", "dovecot",
-        ],
-        &[("CMDEPLOY_DOVECOT_DEBS", debs.path().to_str().unwrap())],
-    );
-    assert!(!run.ok);
-    let core = debs.path().join("dovecot-core_2.3.21%2Bdfsg1-3_amd64.deb");
+    let install = |dir: &Path| {
+        cmdeploy(
+            &[
+                "run", "--root", &root, "--phase", "install", "--only", "dovecot",
+            ],
+            &[("CMDEPLOY_DOVECOT_DEBS", dir.to_str().unwrap())],
+        )
+    };
+    fake_deb(debs.path(), "dovecot-lmtpd", "1:2.3.21+dfsg1-3");
+    let mixed = install(debs.path());
+    assert!(!mixed.ok);
     assert!(
-        run.stderr.contains(&format!(
-            "sha256 mismatch for {}: expected dd060706f52a306fa863d874717210b9fe10536c824afe1790eec247ded5b27d",
-            core.display()
-        )),
+        mixed.stderr.contains(&format!(
+            "CMDEPLOY_DOVECOT_DEBS={dir}: the .deb files must be one build"
+        )) && mixed.stderr.contains("dovecot-lmtpd 1:2.3.21+dfsg1-3"),
+        "{}",
+        mixed.all()
+    );
+    let incomplete = tempfile::tempdir().unwrap();
+    fake_deb(incomplete.path(), "dovecot-core", version);
+    let run = install(incomplete.path());
+    assert!(
+        !run.ok
+            && run
+                .stderr
+                .contains("no amd64 .deb file of dovecot-imapd, dovecot-lmtpd")
+            && run.stderr.contains(incomplete.path().to_str().unwrap()),
+        "{}",
+        run.all()
+    );
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(broken.path().join("dovecot-core.deb"), b"").unwrap();
+    let run = install(broken.path());
+    assert!(
+        !run.ok
+            && run
+                .stderr
+                .contains("dovecot-core.deb is not a readable .deb file"),
         "{}",
         run.all()
     );

@@ -56,6 +56,7 @@ fn rendered(body: &str) -> BTreeMap<PathBuf, Vec<u8>> {
         systemd: false,
         container: false,
         binaries: "/nonexistent".into(),
+        installed: Default::default(),
     };
     let plans = engine::plan(&components, Some(&config), &facts, &templates).unwrap();
     let mut files = BTreeMap::new();

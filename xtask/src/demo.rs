@@ -1,14 +1,15 @@
 //! `cargo xtask demo`: a relay in a local test host. Prepares a bootable Debian 12 root (once,
-//! kept under `target/demo/`), runs the install phase into it, boots it with systemd-nspawn
-//! and runs `cmdeploy run` inside, as an operator would on a real server. With `--relays 2`:
-//! the two-relay testbed ([`xtask::testbed`]), kept running until `cargo xtask demo stop`.
+//! kept under `target/demo/`), runs the install phase into it with our delay-free Dovecot,
+//! boots it with systemd-nspawn and runs `cmdeploy run` inside, as an operator would on a
+//! real server. With `--relays 2`: the two-relay testbed ([`xtask::testbed`]), kept running
+//! until `cargo xtask demo stop`.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::Result;
 use xtask::host::{self, Host};
-use xtask::{bundle, check, rootfs, testbed, workspace};
+use xtask::{bundle, check, dovecot, rootfs, testbed, workspace};
 
 const NAME: &str = "chatmail";
 /// Where the deploy bundle goes in the host.
@@ -33,11 +34,13 @@ pub fn start() -> Result<()> {
         rootfs::extract(&tarball, &root)?;
     }
     // The host has no route out: everything from the Debian mirror is installed beforehand,
-    // exactly what the install phase is for (it needs no chatmail.ini).
+    // exactly what the install phase is for (it needs no chatmail.ini), with our delay-free
+    // Dovecot.
     check(
         Command::new(&cmdeploy)
             .args(["run", "--phase", "install", "--root"])
-            .arg(&root),
+            .arg(&root)
+            .env(dovecot::DEBS_ENV, dovecot::ensure()?),
     )?;
     bundle::copy(
         &cmdeploy,

@@ -8,14 +8,17 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-use crate::{check, rootfs, workspace};
+use crate::{cache_root, check, rootfs, workspace};
 
 /// The Debian source version the build starts from (`apt-get source dovecot=...`). Bump it,
-/// and [`LOCAL_VERSION`] with it, when bookworm's archive moves on.
+/// and [`LOCAL_VERSION`] with it, when bookworm's archive moves on: to bookworm-security's
+/// release as soon as the mirror serves its source (deb12u7's is not served here: its `.dsc`
+/// is a 404, while its binary packages are, so Debian's own packages are newer than ours).
 pub const SOURCE_VERSION: &str = "1:2.3.19.1+dfsg1-2.1+deb12u6";
 
-/// Our packages' version: Debian's with a local suffix, so apt never takes them for Debian's
-/// (dpkg sorts it just above the version it starts from).
+/// Our packages' version: Debian's with a local suffix (`chatmail_dovecot::OUR_MARKER`, by
+/// which the install phase tells our build from Debian's), so apt never takes them for
+/// Debian's (dpkg sorts it just above the version it starts from).
 pub const LOCAL_VERSION: &str = "1:2.3.19.1+dfsg1-2.1+deb12u6+chatmail1";
 
 /// Our patches, in the order quilt applies them after Debian's.
@@ -24,21 +27,25 @@ const PATCHES: [(&str, &str); 1] = [(
     include_str!("../dovecot/no-notify-delay.patch"),
 )];
 
+/// The chroot's apt sources besides minbase's `bookworm main`: the security archive (its
+/// Dovecot, and the build dependencies' security updates) and the source packages of both.
+const BUILD_SOURCES: &str = "\
+deb http://deb.debian.org/debian-security bookworm-security main
+deb-src http://deb.debian.org/debian bookworm main
+deb-src http://deb.debian.org/debian-security bookworm-security main
+";
+
 /// Build options: no test suite (it runs Debian's tests of code we do not change, for many
 /// minutes), and as many jobs as this machine has cores.
 const BUILD_OPTIONS: &str = "nocheck";
 
-/// The cache directory shared by clones of this repository; `CMDEPLOY_CACHE` overrides it.
-pub fn cache_root() -> PathBuf {
-    std::env::var_os("CMDEPLOY_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/cmdeploy"))
-}
+/// The install phase's choice of Dovecot build: a directory such as [`ensure`]'s.
+pub use chatmail_dovecot::DEBS_ENV;
 
 /// A short hash of everything that decides the packages' contents.
 fn key() -> String {
     let mut hasher = Sha256::new();
-    for part in [SOURCE_VERSION, LOCAL_VERSION, BUILD_OPTIONS] {
+    for part in [SOURCE_VERSION, LOCAL_VERSION, BUILD_SOURCES, BUILD_OPTIONS] {
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
@@ -57,12 +64,22 @@ pub fn debs_dir() -> PathBuf {
     cache_root().join(format!("dovecot-{}", key()))
 }
 
-/// The packages' directory, building them first unless they are cached. `target/dovecot-debs`
-/// points at it, for developers.
+/// The packages' directory, building them first unless they are cached (one build at a time
+/// per cache: others wait for it). `target/dovecot-debs` points at it, for developers.
 pub fn ensure() -> Result<PathBuf> {
     let dir = debs_dir();
     if !dir.is_dir() {
-        build(&dir)?;
+        let root = cache_root();
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("creating the cache directory {}", root.display()))?;
+        let lock_path = root.join("dovecot.lock");
+        let lock = std::fs::File::create(&lock_path)
+            .with_context(|| format!("creating {}", lock_path.display()))?;
+        lock.lock()
+            .with_context(|| format!("locking {}", lock_path.display()))?;
+        if !dir.is_dir() {
+            build(&dir)?;
+        }
     }
     let link = workspace().join("target/dovecot-debs");
     if std::fs::read_link(&link).ok().as_deref() != Some(dir.as_path()) {
@@ -79,8 +96,8 @@ fn build(dir: &Path) -> Result<()> {
     let work = workspace().join("target/dovecot-build");
     let root = rootfs::extract(&rootfs::ensure()?, &work.join("root"))?;
     std::fs::write(
-        root.join("etc/apt/sources.list.d/deb-src.list"),
-        "deb-src http://deb.debian.org/debian bookworm main\n",
+        root.join("etc/apt/sources.list.d/build.list"),
+        BUILD_SOURCES,
     )?;
     std::fs::create_dir_all(root.join("build"))?;
     let pinned = format!("dovecot={}", SOURCE_VERSION);
@@ -208,4 +225,20 @@ fn add_changelog_entry(source: &Path) -> Result<()> {
     );
     std::fs::write(&path, entry + &changelog)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_version_is_debians_with_the_marker_the_install_phase_knows() {
+        let suffix = LOCAL_VERSION
+            .strip_prefix(SOURCE_VERSION)
+            .unwrap_or_default();
+        assert!(
+            suffix.starts_with(chatmail_dovecot::OUR_MARKER),
+            "{LOCAL_VERSION}"
+        );
+    }
 }

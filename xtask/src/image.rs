@@ -1,9 +1,10 @@
 //! `cargo xtask image`: the relay's container image, built with the engine at hand (docker or
 //! podman) from a base image, with only `cmdeploy run --phase install` run inside.
 //!
-//! Layers, cheapest to change last: the Debian packages (a `--packages-only` install run by a
-//! copy of cmdeploy that is refreshed only when the package list changes, so the layer is
-//! cached across code changes), then cmdeploy and the relay's programs (templates are inside
+//! Layers, cheapest to change last: the Debian packages and our delay-free Dovecot (a
+//! `--packages-only` install run by a copy of cmdeploy that is refreshed only when the package
+//! list changes, with the `.deb` files of `cargo xtask dovecot`, so the layer is cached across
+//! code changes), then cmdeploy and the relay's programs (templates are inside
 //! cmdeploy) with the rest of the install phase, then the labels.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::dovecot::DEBS_ENV;
 use crate::{bundle, check, workspace};
 
 /// The base image unless `--base` says otherwise.
@@ -88,6 +90,7 @@ pub fn build(options: &Options) -> Result<PathBuf> {
     }
     bundle::copy(&cmdeploy, &bin)?;
     refresh_packages_stage(&cmdeploy, &context.join("packages"))?;
+    stage_dovecot(&context.join("packages").join(DOVECOT_DEBS))?;
     std::fs::write(context.join("Dockerfile"), dockerfile())?;
     let revision = revision();
     let labels = [
@@ -138,19 +141,44 @@ fn refresh_packages_stage(cmdeploy: &Path, stage: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The directory of the packages stage holding the delay-free Dovecot's `.deb` files.
+const DOVECOT_DEBS: &str = "dovecot-debs";
+
+/// Copies the delay-free Dovecot's packages (`cargo xtask dovecot`, built unless cached) into
+/// `dir`, replacing what was there: the image always carries them. The engine caches the
+/// layer by content, so unchanged packages keep it.
+fn stage_dovecot(dir: &Path) -> Result<()> {
+    let debs = crate::dovecot::ensure()?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    for entry in std::fs::read_dir(&debs)? {
+        let path = entry?.path();
+        let name = path.file_name().context("a .deb file name")?;
+        std::fs::copy(&path, dir.join(name))
+            .with_context(|| format!("copying {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// The Dockerfile: packages first, programs next (copied straight to where install puts
 /// them, so install finds them in place and the image holds one copy).
 fn dockerfile() -> String {
+    format!(
     "\
 # Written by `cargo xtask image`.
 ARG BASE
-FROM ${BASE}
+FROM ${{BASE}}
 ENV CHATMAIL_INI=/etc/chatmail/chatmail.ini
-# 1. Debian packages only: rebuilt only when a component's package list changes.
+# 1. Debian packages and the delay-free Dovecot only: rebuilt only when a component's
+#    package list or those packages change.
 COPY packages/ /usr/local/lib/cmdeploy-packages/
-RUN /usr/local/lib/cmdeploy-packages/cmdeploy run --ssh-host @local --phase install \\
+RUN {DEBS_ENV}=/usr/local/lib/cmdeploy-packages/{DOVECOT_DEBS} \\
+        /usr/local/lib/cmdeploy-packages/cmdeploy run --ssh-host @local --phase install \\
         --packages-only --config /nonexistent \\
-    && rm -rf /usr/local/lib/cmdeploy-packages /var/lib/apt/lists/* /var/cache/apt/*.bin
+    && rm -rf /usr/local/lib/cmdeploy-packages /var/cache/cmdeploy/debs /var/lib/apt/lists/* \\
+        /var/cache/apt/*.bin
 # 2. cmdeploy (templates inside) and the relay's programs, then the rest of install: users,
 #    directories, deployment-independent files. Changes with every code change, quickly.
 COPY bin/ /usr/local/bin/
@@ -158,7 +186,7 @@ RUN [\"cmdeploy\", \"run\", \"--ssh-host\", \"@local\", \"--phase\", \"install\"
 ENTRYPOINT [\"cmdeploy\", \"container\"]
 CMD [\"--help\"]
 "
-    .to_owned()
+    )
 }
 
 /// The source revision (`git rev-parse HEAD`), or `unknown` outside a checkout.

@@ -9,12 +9,14 @@
 //! - [`image`]: the relay's container image (`cargo xtask image`).
 //! - [`docker`]: a Docker engine of the tests' own, started and stopped by them.
 //! - [`dovecot`]: the delay-free Dovecot packages, built from Debian's source with our patch.
+//! - [`latency`]: how soon a relay's IMAP IDLE clients see a new message.
 
 pub mod bundle;
 pub mod docker;
 pub mod dovecot;
 pub mod host;
 pub mod image;
+pub mod latency;
 pub mod nsd;
 pub mod rootfs;
 pub mod testbed;
@@ -25,6 +27,14 @@ use anyhow::{Result, bail};
 pub fn workspace() -> std::path::PathBuf {
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_owned()
+}
+
+/// The cache directory shared by clones of this repository (the Dovecot packages, the rootfs
+/// tarballs); `CMDEPLOY_CACHE` overrides it.
+pub fn cache_root() -> std::path::PathBuf {
+    std::env::var_os("CMDEPLOY_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("/var/cache/cmdeploy"))
 }
 
 /// A `cargo` command for the workspace, from a process that cargo started (`cargo xtask`, a

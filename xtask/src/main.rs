@@ -2,6 +2,7 @@
 //! the slow tests deploy into, and the deploy benchmarks.
 
 mod bench;
+mod bench_latency;
 mod demo;
 
 use anyhow::{Result, bail};
@@ -16,6 +17,9 @@ tasks:
                with xtask/dovecot/*.patch; prints their directory (CMDEPLOY_CACHE, default
                /var/cache/cmdeploy)
   bench        measure install (vs a bare apt-get install) and no-op re-run times
+  bench latency
+               message latency through a booted test relay (submission -> IMAP IDLE, Delta
+               Chat round trip, per hop), with Debian's Dovecot and with ours
   bench --relays 2
                Delta Chat round trips between the two relays of the testbed and within one
   demo         deploy a relay into a local test host booted with systemd-nspawn
@@ -43,9 +47,12 @@ fn main() -> Result<()> {
         }
         Some("bench") => match args.get(1).map(String::as_str) {
             None => bench::run(),
+            Some("latency") => bench_latency::run(),
             Some("--relays") if args.get(2).map(String::as_str) == Some("2") => bench::relays(),
             Some(other) => {
-                bail!("unknown bench option {other:?}; use `cargo xtask bench [--relays 2]`")
+                bail!(
+                    "unknown bench option {other:?}; use `cargo xtask bench [latency | --relays 2]`"
+                )
             }
         },
         Some("image") => image(&args[1..]),

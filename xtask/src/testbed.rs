@@ -373,7 +373,7 @@ impl Drop for Network {
     }
 }
 
-/// The bootable rootfs with the install phase done, kept in `<dir>/installed` (a later start
+/// The bootable rootfs with the install phase done (with our delay-free Dovecot), kept in `<dir>/installed` (a later start
 /// re-runs the install phase, which does nothing when every package is there).
 fn installed_root(options: &Options) -> Result<PathBuf> {
     let root = options.dir.join("installed");
@@ -385,7 +385,8 @@ fn installed_root(options: &Options) -> Result<PathBuf> {
         Command::new(&options.cmdeploy)
             .args(["run", "--phase", "install", "--config", "/nonexistent"])
             .arg("--root")
-            .arg(&root),
+            .arg(&root)
+            .env(crate::dovecot::DEBS_ENV, crate::dovecot::ensure()?),
     )?;
     Ok(root)
 }

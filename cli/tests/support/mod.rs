@@ -249,12 +249,22 @@ pub fn relay_host(name: &str, net: u8, settings: &str) -> (Root, xtask::host::Ho
 }
 
 /// A copy of the bootable rootfs with the install phase done (in a chroot: a booted host has
-/// no route to the Debian mirror), ready to boot.
+/// no route to the Debian mirror) with the delay-free Dovecot, ready to boot.
 pub fn installed_bootable_root(name: &str) -> Root {
     let root = fresh_root_from(&xtask::rootfs::ensure_bootable().unwrap(), name);
-    let run = cmdeploy(&["run", "--phase", "install", "--root", root.str()], &[]);
+    let debs = our_dovecot();
+    let env = [(xtask::dovecot::DEBS_ENV, debs.to_str().unwrap())];
+    let run = cmdeploy(&["run", "--phase", "install", "--root", root.str()], &env);
     assert!(run.ok);
     root
+}
+
+/// The directory of our delay-free Dovecot packages (`cargo xtask dovecot`), built once
+/// unless cached.
+pub fn our_dovecot() -> PathBuf {
+    static DEBS: OnceLock<PathBuf> = OnceLock::new();
+    DEBS.get_or_init(|| xtask::dovecot::ensure().expect("building the delay-free Dovecot"))
+        .clone()
 }
 
 /// Makes a self-signed certificate for `name` in `root` with the root's openssl, as an operator

@@ -1,7 +1,8 @@
 //! `dovecot`: IMAP for clients and LMTP for delivery, with accounts from doveauth, metadata
-//! from chatmail-metadata and Lua push notifications. Debian's packages, or upstream's
-//! patched build when [`DEBS_ENV`] asks for it.
+//! from chatmail-metadata and Lua push notifications. A delay-free build by default, Debian's
+//! packages when none can be had or [`DEBS_ENV`] asks for them (`builds`).
 
+mod builds;
 mod fork;
 mod metrics;
 
@@ -11,7 +12,7 @@ use chatmail_core::{Activate, Component, Configure, Install, register};
 use include_dir::{Dir, include_dir};
 use serde::Serialize;
 
-pub use fork::DEBS_ENV;
+pub use builds::{DEBS_ENV, OUR_MARKER};
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templates/dovecot");
 
@@ -39,10 +40,7 @@ impl Component for Dovecot {
     }
 
     fn install(&self, install: &mut Install<'_>) -> Result<()> {
-        match std::env::var_os(DEBS_ENV) {
-            None => install.packages(&fork::PACKAGES),
-            Some(source) => fork::install(install, &source)?,
-        }
+        builds::install(install)?;
         install.template("/etc/dovecot/auth.conf", "auth.conf")?;
         install.template(
             "/etc/dovecot/push_notification.lua",

@@ -27,6 +27,7 @@ fn plan(systemd: bool, container: bool) -> Planned {
         systemd,
         container,
         binaries: "/nonexistent".into(),
+        installed: Default::default(),
     };
     engine::plan(&components, Some(&config), &facts, &templates)
         .unwrap()

@@ -18,6 +18,7 @@ fn facts(arch: &str, binaries: &Path) -> Facts {
         systemd: true,
         container: false,
         binaries: binaries.to_owned(),
+        installed: Default::default(),
     }
 }
 

@@ -22,6 +22,7 @@ fn activation(settings: &str) -> ActivatePlan {
         systemd: true,
         container: false,
         binaries: "/nonexistent".into(),
+        installed: Default::default(),
     };
     let mut plans = engine::plan(&components, Some(&config), &facts, &templates).unwrap();
     plans.remove(0).activate.unwrap()
