@@ -145,6 +145,9 @@ fn service(
     writeln!(out, "    image: {image}")?;
     writeln!(out, "    command: [{}]", quoted(&[name.to_owned()]))?;
     writeln!(out, "    network_mode: host")?;
+    // A small init as PID 1 forwards SIGTERM to the daemon and reaps orphans; cron, and any
+    // program that is PID 1 itself, would ignore the signal and be killed after the timeout.
+    writeln!(out, "    init: true")?;
     if daemon {
         writeln!(out, "    restart: unless-stopped")?;
         writeln!(out, "    depends_on:")?;

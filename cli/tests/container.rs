@@ -244,6 +244,18 @@ fn relay_runs_from_its_image_and_keeps_its_state_across_recreation() {
     assert!(!found.trim().is_empty(), "the saved message is found");
     let secrets = project.secrets();
 
+    // Every container stops on SIGTERM; none is killed when the grace period ends.
+    ok(project.compose(&["stop", "--timeout", "10"]));
+    for id in project.containers() {
+        let format = "{{.Name}} {{.State.ExitCode}} {{.State.OOMKilled}}";
+        let state = ok(project
+            .dockerd
+            .docker(&["inspect", "--format", format, &id]));
+        assert!(
+            !state.contains(" 137 "),
+            "killed after the grace period instead of stopping on SIGTERM: {state}"
+        );
+    }
     ok(project.compose(&["down"]));
     ok(project.compose(&["up", "--detach"]));
     project.wait_healthy();

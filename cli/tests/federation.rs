@@ -1,11 +1,13 @@
 //! Mail between two relays on the two-relay testbed (`xtask::testbed`: `_alpha.chat.test`
 //! self-signed, `beta.chat.test` with a certificate from a test CA both trust, DNS from nsd
 //! through each relay's own unbound): real Delta Chat accounts on each relay exchange
-//! encrypted messages both ways, cleartext is refused at the sender's relay, unsigned mail at
-//! the receiver's, a message waits in the sender's queue while the receiver is down and
-//! arrives afterwards, mail to a domain that does not exist bounces, and a second
-//! `cmdeploy run` on both relays changes nothing. One testbed boot serves every check.
-//! Slow: needs root, systemd-nspawn, nsd and the Delta Chat client (`scripts/setup-debian`).
+//! encrypted messages both ways through filtermail's transport (HTTPS `/mxdeliv`, SMTP when
+//! the receiver's port 443 is closed); cleartext is refused at the sender's relay, unsigned
+//! mail at the receiver's (port 25 and `/mxdeliv`); a message waits in the sender's queue
+//! while the receiver is down and arrives afterwards; mail to a domain that does not exist
+//! bounces; a second `cmdeploy run` on both relays changes nothing. One testbed boot serves
+//! every check. Slow: needs root, systemd-nspawn, nsd and the Delta Chat client
+//! (`scripts/setup-debian`).
 
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
@@ -127,6 +129,16 @@ fn wait_for(relay: &Relay, argv: &[&str], done: impl Fn(&str) -> bool) -> String
     }
 }
 
+/// The log of filtermail's transport (remote delivery) on a relay.
+const TRANSPORT_LOG: &[&str] = &[
+    "journalctl",
+    "--no-pager",
+    "-o",
+    "cat",
+    "-u",
+    "filtermail-transport.service",
+];
+
 /// Postfix's log on `relay` (through journald).
 const MAIL_LOG: &[&str] = &["journalctl", "--no-pager", "-o", "cat", "SYSLOG_FACILITY=2"];
 
@@ -143,15 +155,32 @@ fn two_relays_exchange_mail_and_lose_nothing() {
     // Encrypted messages both ways (the Secure-Join before crossed the relays too).
     let exchange = chat.ask("exchange");
     assert!(exchange["round_trip_seconds"].is_number(), "{exchange}");
+    // Each relay's transport delivered to the other over HTTPS (/mxdeliv), with the TLS policy
+    // of the destination: beta's certificate verified against the test CA, alpha's accepted.
+    for (from, to) in [(alpha, beta), (beta, alpha)] {
+        let line = format!(
+            "delivery to {} via {} over HTTPS: 250 OK (HTTPS)",
+            to.domain, to.domain
+        );
+        wait_for(from, TRANSPORT_LOG, |log| log.contains(&line));
+    }
 
     // Cleartext from alpha to beta is refused at alpha's submission.
     let cleartext = chat.ask("cleartext");
     let refused = cleartext["refused"].as_str().unwrap();
     assert!(refused.starts_with("523 "), "{refused}");
 
-    // Beta refuses mail from alpha's domain without alpha's DKIM signature.
-    let unsigned = chat.ask("unsigned");
+    // Beta refuses mail from alpha's domain without alpha's DKIM signature, on port 25 and on
+    // /mxdeliv alike.
+    let unsigned = chat.ask("unsigned smtp");
     let refused = unsigned["refused"].as_str().unwrap();
+    assert!(
+        refused.starts_with("554 ") && refused.contains("DKIM"),
+        "{refused}"
+    );
+    let unsigned = chat.ask("unsigned https");
+    assert_eq!(unsigned["status"], 400, "{unsigned}");
+    let refused = unsigned["reply"].as_str().unwrap();
     assert!(
         refused.starts_with("554 ") && refused.contains("DKIM"),
         "{refused}"
@@ -186,6 +215,29 @@ fn two_relays_exchange_mail_and_lose_nothing() {
         !queue.contains(&chat.bob)
     });
 
+    // Port 443 closed on beta (nginx stopped): alpha's transport falls back to SMTP.
+    beta.host
+        .exec_ok(&["systemctl", "stop", "nginx.service"])
+        .unwrap();
+    chat.ask("send sent while beta had no https");
+    let arrived = chat.ask("receive sent while beta had no https");
+    assert_eq!(arrived["encrypted"], true, "{arrived}");
+    let fallback = format!(
+        "delivery to {0} via {0} over SMTP: 250 OK (SMTP)",
+        beta.domain
+    );
+    let log = wait_for(alpha, TRANSPORT_LOG, |log| log.contains(&fallback));
+    assert!(
+        log.contains(&format!(
+            "HTTPS delivery to {} failed, trying SMTP",
+            beta.domain
+        )),
+        "{log}"
+    );
+    beta.host
+        .exec_ok(&["systemctl", "start", "nginx.service"])
+        .unwrap();
+
     // Mail to a domain that does not exist bounces at once.
     let nowhere = "nobody@nowhere.chat.test";
     chat.ask(&format!("request {nowhere}"));
@@ -196,5 +248,9 @@ fn two_relays_exchange_mail_and_lose_nothing() {
     });
     let bounce = log.lines().find(bounced).unwrap();
     eprintln!("alpha's log: {bounce}");
-    assert!(bounce.contains("not found"), "{bounce}");
+    // The transport's reply for a domain that does not exist (NXDOMAIN).
+    assert!(
+        bounce.contains("512 ") && bounce.contains("does not exist"),
+        "{bounce}"
+    );
 }

@@ -5,103 +5,104 @@ mod bench;
 mod bench_latency;
 mod demo;
 
-use anyhow::{Result, bail};
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
 use xtask::{dovecot, image, rootfs};
 
-const HELP: &str = "\
-usage: cargo xtask <task>
+/// Developer tasks that need more than `cargo test`.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
 
-tasks:
-  rootfs       build the cached Debian 12 rootfs tarballs for the slow tests (target/rootfs/)
-  dovecot      build (or find cached) the delay-free Dovecot packages from Debian's source
-               with xtask/dovecot/*.patch; prints their directory (CMDEPLOY_CACHE, default
-               /var/cache/cmdeploy)
-  bench        measure install (vs a bare apt-get install) and no-op re-run times
-  bench latency
-               message latency through a booted test relay (submission -> IMAP IDLE, Delta
-               Chat round trip, per hop), with Debian's Dovecot and with ours
-  bench --relays 2
-               Delta Chat round trips between the two relays of the testbed and within one
-  demo         deploy a relay into a local test host booted with systemd-nspawn
-  demo --relays 2
-               the two-relay testbed: _alpha.chat.test (self-signed) and beta.chat.test
-               (certificate from a test CA) on test hosts joined by a bridge, with nsd serving
-               their zones; prints domains, addresses and shell lines
-  demo stop    stop the demo's test host(s)
-  image [--engine docker|podman] [--base IMAGE] [--tag TAG] [--binaries DIR]
-               build the relay's container image (default base debian:bookworm, tag
-               chatmail-relay:latest, release binaries built first unless --binaries)
-";
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Build the cached Debian 12 rootfs tarballs the slow tests deploy into (target/rootfs/).
+    Rootfs,
+    /// Build (or find cached) the delay-free Dovecot packages from Debian's source with
+    /// xtask/dovecot/*.patch, and print their directory (under $CMDEPLOY_CACHE, default
+    /// /var/cache/cmdeploy).
+    Dovecot,
+    /// Measure deploys: install time (against a bare apt-get install) and the no-op re-run.
+    Bench {
+        /// `latency`: message latency through a booted test relay (submission -> IMAP IDLE,
+        /// Delta Chat round trip, per hop), with Debian's Dovecot and with ours.
+        #[arg(value_parser = ["latency"])]
+        mode: Option<String>,
+        /// With 2: Delta Chat round trips between the two relays of the testbed and within one.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2), conflicts_with = "mode")]
+        relays: Option<u8>,
+    },
+    /// Deploy a relay into a local test host booted with systemd-nspawn and print how to
+    /// reach it; `demo stop` stops it.
+    Demo {
+        /// `stop`: stop the demo's test host(s).
+        #[arg(value_parser = ["stop"])]
+        action: Option<String>,
+        /// With 2: the two-relay testbed, _alpha.chat.test (self-signed) and beta.chat.test
+        /// (certificate from a test CA) on hosts joined by a bridge, with nsd serving their
+        /// zones.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        relays: u8,
+    },
+    /// Build the relay's container image.
+    Image {
+        /// docker or podman (default: whichever is installed).
+        #[arg(long)]
+        engine: Option<String>,
+        /// The Debian 12 base image.
+        #[arg(long, default_value = image::DEFAULT_BASE)]
+        base: String,
+        /// The image's tag.
+        #[arg(long, default_value = image::DEFAULT_TAG)]
+        tag: String,
+        /// A directory holding cmdeploy and the relay's programs (default: build them in
+        /// release mode).
+        #[arg(long, value_name = "DIR")]
+        binaries: Option<PathBuf>,
+    },
+}
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("rootfs") => {
+    match Cli::parse().task {
+        Task::Rootfs => {
             println!("{}", rootfs::ensure()?.display());
             println!("{}", rootfs::ensure_bootable()?.display());
             Ok(())
         }
-        Some("dovecot") => {
+        Task::Dovecot => {
             println!("{}", dovecot::ensure()?.display());
             Ok(())
         }
-        Some("bench") => match args.get(1).map(String::as_str) {
-            None => bench::run(),
-            Some("latency") => bench_latency::run(),
-            Some("--relays") if args.get(2).map(String::as_str) == Some("2") => bench::relays(),
-            Some(other) => {
-                bail!(
-                    "unknown bench option {other:?}; use `cargo xtask bench [latency | --relays 2]`"
-                )
-            }
+        Task::Bench { mode, relays } => match (mode.as_deref(), relays) {
+            (Some(_), _) => bench_latency::run(),
+            (None, Some(2)) => bench::relays(),
+            (None, _) => bench::run(),
         },
-        Some("image") => image(&args[1..]),
-        Some("demo") => match args.get(1).map(String::as_str) {
-            None => demo::start(),
-            Some("stop") => demo::stop(),
-            Some("--relays") => match args.get(2).map(String::as_str) {
-                Some("1") => demo::start(),
-                Some("2") => demo::start_two(),
-                _ => bail!("--relays takes 1 or 2"),
-            },
-            Some(other) => {
-                bail!("unknown demo action {other:?}; use `cargo xtask demo [--relays 2 | stop]`")
-            }
+        Task::Demo { action, relays } => match (action.as_deref(), relays) {
+            (Some(_), _) => demo::stop(),
+            (None, 2) => demo::start_two(),
+            (None, _) => demo::start(),
         },
-        Some("help" | "--help" | "-h") | None => {
-            print!("{HELP}");
+        Task::Image {
+            engine,
+            base,
+            tag,
+            binaries,
+        } => {
+            let options = image::Options {
+                engine: image::Engine::find(engine.as_deref())?,
+                base,
+                tag,
+                binaries,
+            };
+            image::build(&options)?;
+            println!("built {}", options.tag);
             Ok(())
         }
-        Some(other) => bail!("unknown task {other:?}\n{HELP}"),
     }
-}
-
-/// `cargo xtask image` with its options.
-fn image(args: &[String]) -> Result<()> {
-    let mut engine = None;
-    let mut base = image::DEFAULT_BASE.to_owned();
-    let mut tag = image::DEFAULT_TAG.to_owned();
-    let mut binaries = None;
-    let mut rest = args.iter();
-    while let Some(flag) = rest.next() {
-        let Some(value) = rest.next() else {
-            bail!("{flag} needs a value\n{HELP}");
-        };
-        match flag.as_str() {
-            "--engine" => engine = Some(value.clone()),
-            "--base" => base = value.clone(),
-            "--tag" => tag = value.clone(),
-            "--binaries" => binaries = Some(value.into()),
-            other => bail!("unknown option {other:?}\n{HELP}"),
-        }
-    }
-    let options = image::Options {
-        engine: image::Engine::find(engine.as_deref())?,
-        base,
-        tag,
-        binaries,
-    };
-    image::build(&options)?;
-    println!("built {}", options.tag);
-    Ok(())
 }

@@ -23,9 +23,10 @@ pub const ZONE: &str = "chat.test";
 const BRIDGE: &str = "br0";
 /// Where the test CA's certificate goes in both roots (update-ca-certificates adds it).
 const CA_IN_ROOT: &str = "usr/local/share/ca-certificates/chatmail-testbed.crt";
-/// Relay beta's certificate and key, named by its `tls_external_cert_and_key`.
-const BETA_CERT: &str = "/etc/ssl/testbed/fullchain.pem";
-const BETA_KEY: &str = "/etc/ssl/testbed/key.pem";
+/// Relay beta's certificate from the test CA and its key, named by its
+/// `tls_external_cert_and_key`.
+const CA_SIGNED_CERT: &str = "/etc/ssl/testbed/fullchain.pem";
+const CA_SIGNED_KEY: &str = "/etc/ssl/testbed/key.pem";
 /// The unbound drop-in that sends `chat.test` questions to nsd (the unbound component owns
 /// only its own `chatmail.conf` in that directory).
 const UNBOUND_DROP_IN: &str = "etc/unbound/unbound.conf.d/testbed.conf";
@@ -142,9 +143,6 @@ impl Testbed {
             let root = options.dir.join(name);
             copy_root(&installed, &root)?;
             prepare_root(options, &root, domain, &ca)?;
-            if *name == "beta" {
-                install_certificate(&options.dir.join("ca"), &root, domain)?;
-            }
             let machine = format!("{}-{}", options.prefix, &name[..1]);
             let address = options.address(*last);
             hosts.push(Host::boot_on_bridge(
@@ -399,13 +397,16 @@ fn copy_root(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// The bundle, the settings, the resolver (the relay's own unbound, with `chat.test` sent to
-/// nsd) and the test CA in a relay's root before it boots.
+/// nsd), the test CA and (for a domain without `_`) the CA's certificate for it in a relay's
+/// root before it boots.
 fn prepare_root(options: &Options, root: &Path, domain: &str, ca: &Path) -> Result<()> {
     let inside = |path: &str| root.join(path.trim_start_matches('/'));
     bundle::copy(&options.cmdeploy, &inside(bundle::HOST_DIR))?;
     let mut settings = format!("[params]\nmail_domain = {domain}\n");
+    // A `_` domain makes its own certificate; another gets one from the test CA.
     if !domain.starts_with('_') {
-        settings += &format!("tls_external_cert_and_key = {BETA_CERT} {BETA_KEY}\n");
+        install_certificate(ca.parent().context("the CA's directory")?, root, domain)?;
+        settings += &format!("tls_external_cert_and_key = {CA_SIGNED_CERT} {CA_SIGNED_KEY}\n");
     }
     // Accept accounts whatever this shared machine's load; no iroh-relay binary offline.
     settings += "max_load_1m = 1000\niroh_relay =\n";
@@ -460,8 +461,8 @@ fn make_ca(dir: &Path) -> Result<PathBuf> {
 /// A certificate for `domain` (and its `www.` and `mta-sts.` names) signed by the test CA,
 /// written where the relay's `tls_external_cert_and_key` names it.
 fn install_certificate(ca: &Path, root: &Path, domain: &str) -> Result<()> {
-    let key = root.join(BETA_KEY.trim_start_matches('/'));
-    let cert = root.join(BETA_CERT.trim_start_matches('/'));
+    let key = root.join(CA_SIGNED_KEY.trim_start_matches('/'));
+    let cert = root.join(CA_SIGNED_CERT.trim_start_matches('/'));
     std::fs::create_dir_all(key.parent().context("key path")?)?;
     let csr = ca.join(format!("{domain}.csr"));
     check(

@@ -16,8 +16,9 @@ with one JSON line (an error ends the script with a traceback):
   receive TEXT      bob waits for TEXT; whether it was end-to-end encrypted
   cleartext         plain SMTP submission of cleartext from alice to bob at relay A: the reply
   request TO        alice submits a Secure-Join request (passes the filter unencrypted) to TO
-  unsigned          a Secure-Join request from alice's address without DKIM signature, given
+  unsigned smtp     a Secure-Join request from alice's address without DKIM signature, given
                     to relay B on port 25: the reply
+  unsigned https    the same, posted to relay B's https://DOMAIN_B/mxdeliv: the reply
 """
 
 import imaplib
@@ -28,6 +29,8 @@ import ssl
 import string
 import sys
 import time
+import urllib.error
+import urllib.request
 from email.message import EmailMessage
 
 from deltachat_rpc_client import DeltaChat, Rpc
@@ -136,8 +139,10 @@ def federation(relay_a, domain_a, relay_b, domain_b, accounts_dir):
             elif command == "request":
                 submit(relay_a, logins[0], securejoin_request(logins[0][0], arg))
                 answer = {"submitted": arg}
-            elif command == "unsigned":
+            elif command == "unsigned" and arg == "smtp":
                 answer = {"refused": unsigned_is_refused(relay_b, logins[0][0], logins[1][0])}
+            elif command == "unsigned" and arg == "https":
+                answer = mxdeliv(relay_b, domain_b, securejoin_request(logins[0][0], logins[1][0]))
             else:
                 raise ValueError(f"unknown command {command!r}")
             print(json.dumps(answer), flush=True)
@@ -201,6 +206,22 @@ def cleartext_is_refused(relay, login, to_addr):
         except smtplib.SMTPDataError as err:
             return f"{err.smtp_code} {err.smtp_error.decode(errors='replace')}"
     raise AssertionError("the relay accepted a cleartext message")
+
+
+def mxdeliv(relay, domain, message):
+    """Posts `message` to the relay's /mxdeliv as another relay's transport does; the HTTP
+    status and the SMTP reply in the body."""
+    request = urllib.request.Request(
+        f"https://{relay}/mxdeliv",
+        data=message.as_bytes(),
+        method="POST",
+        headers={"Host": domain, "X-Mail-From": message["From"], "X-Mail-To": message["To"]},
+    )
+    try:
+        with urllib.request.urlopen(request, context=unverified_tls(), timeout=30) as response:
+            return {"status": response.status, "reply": response.read().decode()}
+    except urllib.error.HTTPError as err:
+        return {"status": err.code, "reply": err.read().decode()}
 
 
 def app_versions(relay, login):

@@ -28,7 +28,7 @@ fn main() {
     );
     println!(
         "| measurement | result |\n|---|---|\n| filter RSS at start | {} KB |",
-        vm_kb(&fm, "VmRSS")
+        fm.vm_kb("VmRSS")
     );
     for (label, plain_size, count) in [("10 KB", 7_300, 4000), ("1 MB", 750_000, 200)] {
         let message = Arc::new(encrypted_message(FROM, TO, plain_size));
@@ -43,11 +43,11 @@ fn main() {
         let message = encrypted_message(FROM, TO, plain_size);
         // Writing 5 to clear_refs resets the peak (VmHWM) to the current RSS.
         std::fs::write(format!("/proc/{}/clear_refs", fm.child.id()), "5").expect("reset peak RSS");
-        let before = vm_kb(&fm, "VmRSS");
+        let before = fm.vm_kb("VmRSS");
         concurrent(&fm, &message, 100);
         println!(
             "| peak RSS while 100 concurrent connections each send a {label} message | {} KB (RSS before: {before} KB) |",
-            vm_kb(&fm, "VmHWM")
+            fm.vm_kb("VmHWM")
         );
     }
 }
@@ -102,21 +102,4 @@ fn concurrent(fm: &Filtermail, message: &str, n: usize) {
     for handle in handles {
         let _ = handle.join();
     }
-}
-
-/// A `Vm*` line of the filter process's /proc status, in KB.
-fn vm_kb(fm: &Filtermail, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", fm.child.id()))
-        .expect("read /proc status");
-    status
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(key)?
-                .trim_start_matches(':')
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .expect("Vm line")
 }

@@ -106,7 +106,7 @@ async fn run_filter(config: Config, mode: Mode, options: &Options) -> Result<()>
 async fn run_transport(config: Config, options: &Options) -> Result<()> {
     let addr = local(config.filtermail_lmtp_port_transport);
     let remote = Remote::new(
-        &config.mail_domain,
+        &config.postfix_myhostname,
         options.dns_server,
         options.remote_ports,
     )?;

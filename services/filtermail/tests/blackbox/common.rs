@@ -261,6 +261,24 @@ impl Filtermail {
         }
     }
 
+    /// A `Vm*` line (`VmRSS`, `VmHWM`, ...) of the process's /proc status, in KB.
+    #[allow(dead_code)] // the benchmarks' (this file is shared with them)
+    pub fn vm_kb(&self, key: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(key)?
+                    .trim_start_matches(':')
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .expect("Vm line")
+    }
+
     /// Whether the process is still alive.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -8,4 +8,5 @@ mod dkim;
 mod incoming;
 mod mxdeliv;
 mod outgoing;
+mod testbed;
 mod transport;
