@@ -118,7 +118,11 @@ pub fn run() -> Result<()> {
         &cmdeploy,
         &root.join(bundle::HOST_DIR.trim_start_matches('/')),
     )?;
-    let config = format!("[params]\nmail_domain = {DOMAIN}\nmax_load_1m = 1000\niroh_relay =\n");
+    // One sender submits every series: the send rate limit is raised out of the way.
+    let config = format!(
+        "[params]\nmail_domain = {DOMAIN}\nmax_load_1m = 1000\niroh_relay =\n\
+         max_user_send_per_minute = 6000\nmax_user_send_burst_size = 1000\n"
+    );
     std::fs::write(
         root.join(bundle::HOST_CONFIG.trim_start_matches('/')),
         config,
