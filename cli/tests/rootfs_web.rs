@@ -50,6 +50,8 @@ fn deploy_and_check(root: &Root, body: &str, domain: &str) {
     let index = text(root, "/var/www/html/index.html");
     assert!(index.contains(domain), "{index}");
     assert_eq!(owner(root, "/var/www/html/index.html"), WWW_DATA);
+    let robots = text(root, "/var/www/html/robots.txt");
+    assert!(robots.ends_with("User-agent: *\nDisallow: /\n"), "{robots}");
     let autoconfig = text(
         root,
         "/var/www/html/.well-known/autoconfig/mail/config-v1.1.xml",

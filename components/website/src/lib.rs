@@ -1,5 +1,6 @@
 //! `website`: the relay's web pages under `/var/www/html`. `www_folder` empty: built-in pages
-//! made from the settings (how to get an account, the limits, the privacy contacts);
+//! made from the settings (how to get an account, the limits, the privacy contacts) and a
+//! `robots.txt` that turns crawlers away;
 //! `www_folder = disabled`: no website; otherwise: the files of that folder, as they are.
 
 use std::collections::BTreeMap;
@@ -17,11 +18,12 @@ static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templat
 const WEBROOT: &str = "/var/www/html";
 
 /// The built-in pages: template, then the file it becomes.
-const PAGES: [(&str, &str); 4] = [
+const PAGES: [(&str, &str); 5] = [
     ("index.html.j2", "index.html"),
     ("info.html.j2", "info.html"),
     ("privacy.html.j2", "privacy.html"),
     ("style.css", "style.css"),
+    ("robots.txt", "robots.txt"),
 ];
 
 /// The relay's website.
