@@ -19,6 +19,7 @@ import ssl
 import string
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -39,13 +40,13 @@ def credentials(mail_domain):
 
 
 def encrypted_payload():
-    """An armored OpenPGP message (SKESK + SEIPD packets) made by gpg."""
-    return subprocess.run(
-        ["gpg", "--batch", "--quiet", "--symmetric", "--armor", "--no-emit-version",
-         "--passphrase", "latency", "--pinentry-mode", "loopback",
-         "--homedir", "/nonexistent-gpg-home", "--no-options"],
-        input=b"a chat message\n", capture_output=True, check=True,
-    ).stdout.decode()
+    """An armored OpenPGP message (SKESK + SEIPD packets) made by gpg in a home of its own."""
+    with tempfile.TemporaryDirectory() as home:
+        return subprocess.run(
+            ["gpg", "--batch", "--quiet", "--homedir", home, "--symmetric", "--armor",
+             "--no-emit-version", "--passphrase", "latency", "--pinentry-mode", "loopback"],
+            input=b"a chat message\n", capture_output=True, check=True,
+        ).stdout.decode()
 
 
 class Idler:
