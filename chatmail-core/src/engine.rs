@@ -521,6 +521,7 @@ impl<'t> Engine<'t> {
             let owed = match &file.restarts {
                 Restarts::Component => owed_component.clone(),
                 Restarts::Units(units) => units.iter().cloned().map(Owed::Unit).collect(),
+                Restarts::Reload(units) => units.iter().cloned().map(Owed::Reload).collect(),
             };
             if let Some(backup) = self.file(name, file, owed)? {
                 changed_paths.insert(file.path.clone());
@@ -702,8 +703,11 @@ impl<'t> Engine<'t> {
                 let unit = service.unit.as_str();
                 let state = states.get(unit).cloned().unwrap_or_default();
                 let unit_owed = Owed::Unit(unit.to_owned());
+                let reload_owed = Owed::Reload(unit.to_owned());
                 let restart = restart_all || self.pending.contains(&unit_owed);
+                let reload = self.pending.contains(&reload_owed);
                 done.push(unit_owed);
+                done.push(reload_owed);
                 if service.masked {
                     if state.active {
                         self.unit_action(name, "stop", unit)?;
@@ -729,6 +733,7 @@ impl<'t> Engine<'t> {
                     (true, false) if state.skipped && !restart => {}
                     (true, false) => self.unit_action(name, "start", unit)?,
                     (true, true) if restart => self.unit_action(name, "restart", unit)?,
+                    (true, true) if reload => self.unit_action(name, "reload", unit)?,
                     (false, true) => self.unit_action(name, "stop", unit)?,
                     _ => {}
                 }
@@ -959,6 +964,7 @@ impl std::fmt::Display for Owed {
             Owed::DaemonReload => f.write_str("daemon-reload"),
             Owed::Component(name) => write!(f, "restart of {name}'s services"),
             Owed::Unit(unit) => write!(f, "restart of {unit}"),
+            Owed::Reload(unit) => write!(f, "reload of {unit}"),
         }
     }
 }

@@ -89,6 +89,8 @@ pub enum Restarts {
     Component,
     /// Exactly these units.
     Units(Vec<String>),
+    /// Reload these units (their daemons re-read the file without dropping connections).
+    Reload(Vec<String>),
 }
 
 /// A file with exact content, owner and mode.
@@ -627,6 +629,13 @@ impl FileRef<'_> {
     /// Restart exactly these units when the file changes (instead of all the component's).
     pub fn restarts(self, units: &[&str]) -> Self {
         self.file.restarts = Restarts::Units(owned(units));
+        self
+    }
+
+    /// Reload (not restart) these units when the file changes: for configuration their
+    /// daemons re-read on `systemctl reload` while keeping connections (Dovecot's IMAP IDLE).
+    pub fn reloads(self, units: &[&str]) -> Self {
+        self.file.restarts = Restarts::Reload(owned(units));
         self
     }
 }

@@ -23,6 +23,8 @@ pub enum Owed {
     Component(String),
     /// Restart one unit.
     Unit(String),
+    /// Reload one unit (its configuration changed; a restart owed as well supersedes it).
+    Reload(String),
 }
 
 impl Owed {
@@ -31,6 +33,7 @@ impl Owed {
             Owed::DaemonReload => "daemon-reload".to_owned(),
             Owed::Component(name) => format!("component {name}"),
             Owed::Unit(unit) => format!("unit {unit}"),
+            Owed::Reload(unit) => format!("reload {unit}"),
         }
     }
 
@@ -39,6 +42,7 @@ impl Owed {
             None if line == "daemon-reload" => Some(Owed::DaemonReload),
             Some(("component", name)) => Some(Owed::Component(name.to_owned())),
             Some(("unit", unit)) => Some(Owed::Unit(unit.to_owned())),
+            Some(("reload", unit)) => Some(Owed::Reload(unit.to_owned())),
             _ => None,
         }
     }
@@ -208,6 +212,19 @@ fn lock_name(root: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owed_entries_read_back_as_written() {
+        for owed in [
+            Owed::DaemonReload,
+            Owed::Component("postfix".into()),
+            Owed::Unit("nginx.service".into()),
+            Owed::Reload("dovecot.service".into()),
+        ] {
+            assert_eq!(Owed::parse(&owed.line()), Some(owed.clone()), "{owed:?}");
+        }
+        assert_eq!(Owed::parse("reboot now"), None);
+    }
 
     #[test]
     fn lock_names_never_collide() {

@@ -14,7 +14,7 @@ use xtask::{bundle, check, rootfs, testbed, workspace};
 
 /// The release build of every program; returns the path of `cmdeploy`.
 fn release() -> Result<std::path::PathBuf> {
-    check(Command::new("cargo").args(["build", "--release", "--quiet", "--workspace"]))?;
+    check(xtask::cargo().args(["build", "--release", "--quiet", "--workspace"]))?;
     Ok(workspace().join("target/release/cmdeploy"))
 }
 

@@ -26,7 +26,7 @@ fn pid_file() -> PathBuf {
 pub fn start() -> Result<()> {
     stop()?;
     let tarball = rootfs::ensure_bootable()?;
-    check(Command::new("cargo").args(["build", "--quiet", "--workspace"]))?;
+    check(xtask::cargo().args(["build", "--quiet", "--workspace"]))?;
     let cmdeploy = workspace().join("target/debug/cmdeploy");
     let root = demo_dir().join("root");
     if !root.join("etc/debian_version").exists() {
@@ -92,7 +92,7 @@ fn testbed_options() -> testbed::Options {
 /// `cargo xtask demo --relays 2`: the two-relay testbed, left running.
 pub fn start_two() -> Result<()> {
     stop()?;
-    check(Command::new("cargo").args(["build", "--quiet", "--workspace"]))?;
+    check(xtask::cargo().args(["build", "--quiet", "--workspace"]))?;
     let options = testbed_options();
     let testbed = testbed::Testbed::start(&options)?;
     let here = options.address(1);

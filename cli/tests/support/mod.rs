@@ -371,24 +371,11 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (u32, u32, u32, u64
 /// encrypted messages both ways, and cleartext submission is refused. Returns the client's
 /// JSON report.
 pub fn delta_chat_exchange(address: &str, mail_domain: &str) -> String {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/venv/bin");
-    assert!(
-        venv.join("deltachat-rpc-server").exists(),
-        "run scripts/setup-debian first"
-    );
     let accounts = tempfile::tempdir().unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/deltachat_exchange.py");
-    let path = format!(
-        "{}:{}",
-        venv.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let output = Command::new(venv.join("python"))
-        .arg(script)
+    let output = e2e_script("deltachat_exchange.py")
         .arg(address)
         .arg(mail_domain)
         .arg(accounts.path().join("accounts"))
-        .env("PATH", path)
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -404,4 +391,62 @@ pub fn delta_chat_exchange(address: &str, mail_domain: &str) -> String {
     );
     eprintln!("delta chat: {report}");
     report
+}
+
+/// `python tests/e2e/<script>` with the Delta Chat client's virtualenv first on `PATH`.
+fn e2e_script(script: &str) -> Command {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/venv/bin");
+    assert!(
+        venv.join("deltachat-rpc-server").exists(),
+        "run scripts/setup-debian first"
+    );
+    let path = format!(
+        "{}:{}",
+        venv.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = Command::new(venv.join("python"));
+    command
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/e2e")
+                .join(script),
+        )
+        .env("PATH", path);
+    command
+}
+
+/// An IMAP IDLE connection to a relay, held open by `tests/e2e/imap_idle.py`.
+pub struct IdleConnection {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl IdleConnection {
+    /// Logs in as `addr` (creating the account) at `address` and waits until it idles.
+    pub fn open(address: &str, addr: &str, password: &str) -> IdleConnection {
+        use std::io::BufRead as _;
+        let mut child = e2e_script("imap_idle.py")
+            .args([address, addr, password])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "idling", "the IDLE connection did not start");
+        IdleConnection { child, stdout }
+    }
+
+    /// Ends the IDLE: true when the server completes it on the same, still open connection.
+    pub fn survived(mut self) -> bool {
+        use std::io::{BufRead as _, Write as _};
+        let mut stdin = self.child.stdin.take().unwrap();
+        stdin.write_all(b"\n").unwrap();
+        drop(stdin);
+        let mut line = String::new();
+        let _ = self.stdout.read_line(&mut line);
+        self.child.wait().unwrap().success() && line.trim() == "alive"
+    }
 }

@@ -61,7 +61,10 @@ impl Component for Dovecot {
         let vars = Vars {
             metrics: metrics::METRICS,
         };
-        configure.template("/etc/dovecot/dovecot.conf", "dovecot.conf.j2", vars)?;
+        // Dovecot re-reads it on reload; open IMAP connections (IDLE) stay.
+        configure
+            .template("/etc/dovecot/dovecot.conf", "dovecot.conf.j2", vars)?
+            .reloads(&["dovecot.service"]);
         configure.validate(&["doveconf", "-n"], false);
         inotify_limits(configure);
         Ok(())

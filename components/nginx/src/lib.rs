@@ -44,14 +44,17 @@ impl Component for Nginx {
             true => chatmail_fcgiwrap::CONTAINER_SOCKET,
             false => "/run/fcgiwrap.socket",
         };
-        configure.template(
-            "/etc/nginx/nginx.conf",
-            "nginx.conf.j2",
-            BTreeMap::from([
-                ("newemail_cgi", NEWEMAIL_CGI),
-                ("fcgiwrap_socket", fcgiwrap_socket),
-            ]),
-        )?;
+        // nginx re-reads it on reload, finishing requests in progress.
+        configure
+            .template(
+                "/etc/nginx/nginx.conf",
+                "nginx.conf.j2",
+                BTreeMap::from([
+                    ("newemail_cgi", NEWEMAIL_CGI),
+                    ("fcgiwrap_socket", fcgiwrap_socket),
+                ]),
+            )?
+            .reloads(&["nginx.service"]);
         // Static files: nginx serves them as they are, nothing to restart.
         configure
             .template(

@@ -46,8 +46,15 @@ impl Component for Postfix {
     }
 
     fn configure(&self, configure: &mut Configure<'_>) -> Result<()> {
-        configure.template("/etc/postfix/main.cf", "main.cf.j2", ())?;
-        configure.template("/etc/postfix/master.cf", "master.cf.j2", ())?;
+        // `postfix reload` re-reads both; mail in flight is not interrupted.
+        for (path, template) in [
+            ("/etc/postfix/main.cf", "main.cf.j2"),
+            ("/etc/postfix/master.cf", "master.cf.j2"),
+        ] {
+            configure
+                .template(path, template, ())?
+                .reloads(&["postfix.service"]);
+        }
         for table in TABLES {
             configure.template(format!("/etc/postfix/{table}"), table, ())?;
         }
