@@ -147,7 +147,7 @@ fn booted_host(cmdeploy: &Path, scratch: &Path) -> Result<()> {
 
 /// The Delta Chat client script (`cli/tests/e2e/deltachat_exchange.py`) with the venv's
 /// `deltachat-rpc-server` on the PATH; arguments follow.
-fn delta_chat() -> Command {
+pub(crate) fn delta_chat() -> Command {
     let venv = workspace().join("target/venv/bin");
     let mut command = Command::new(venv.join("python"));
     command

@@ -252,20 +252,10 @@ fn when(journal: &[Line], message: &latency::Message, event: Event) -> Option<f6
 
 /// One Delta Chat ping-pong between two new accounts, in seconds.
 fn round_trip(address: &str) -> Result<f64> {
-    let venv = workspace().join("target/venv/bin");
     let accounts = tempfile_dir()?;
-    let output = Command::new(venv.join("python"))
-        .arg(workspace().join("cli/tests/e2e/deltachat_exchange.py"))
+    let output = crate::bench::delta_chat()
         .args([address, DOMAIN])
         .arg(accounts.join("accounts"))
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                venv.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
         .output()
         .context("running deltachat_exchange.py")?;
     std::fs::remove_dir_all(&accounts)?;
