@@ -22,6 +22,27 @@ const INSTALL: Phases = Phases {
     activate: false,
 };
 
+/// A scratch directory under `target/` holding `root`, an unpacked copy of the cached
+/// minbase rootfs.
+fn minbase_root() -> (tempfile::TempDir, PathBuf) {
+    let tarball =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/rootfs/bookworm-minbase.tar");
+    assert!(tarball.exists(), "run `cargo xtask rootfs` first");
+    let scratch =
+        tempfile::tempdir_in(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")).unwrap();
+    let root = scratch.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let untar = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-xf")
+        .arg(&tarball)
+        .status()
+        .unwrap();
+    assert!(untar.success());
+    (scratch, root)
+}
+
 /// Builds `chatmail-probe` at `version` (depending on Debian's `tree`) into `dir`.
 fn probe_deb(dir: &Path, version: &str) -> PathBuf {
     build_deb(dir, "chatmail-probe", version, "Depends: tree\n")
@@ -155,21 +176,7 @@ fn installed_version(root: &Path, package: &str) -> String {
 #[test]
 #[ignore = "slow: root, a Debian 12 rootfs"]
 fn pinned_debs_install_with_dependencies_and_upgrade_only_when_the_version_changes() {
-    let tarball =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/rootfs/bookworm-minbase.tar");
-    assert!(tarball.exists(), "run `cargo xtask rootfs` first");
-    let scratch =
-        tempfile::tempdir_in(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")).unwrap();
-    let root = scratch.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    let untar = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-xf")
-        .arg(&tarball)
-        .status()
-        .unwrap();
-    assert!(untar.success());
+    let (scratch, root) = minbase_root();
     let one = probe_deb(scratch.path(), "1.0");
     let two = probe_deb(scratch.path(), "2.0");
 
@@ -204,20 +211,7 @@ fn pinned_debs_install_with_dependencies_and_upgrade_only_when_the_version_chang
 #[test]
 #[ignore = "slow: root, a Debian 12 rootfs"]
 fn a_foreign_build_is_replaced_by_the_archives_under_a_preference_above_1000() {
-    let scratch =
-        tempfile::tempdir_in(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")).unwrap();
-    let root = scratch.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    let tarball =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/rootfs/bookworm-minbase.tar");
-    let untar = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-xf")
-        .arg(&tarball)
-        .status()
-        .unwrap();
-    assert!(untar.success());
+    let (scratch, root) = minbase_root();
 
     assert_eq!(
         install(&root, &archive_tree(1001)).unwrap(),
