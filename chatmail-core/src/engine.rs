@@ -10,13 +10,14 @@ use crate::accounts::Accounts;
 use crate::component::Component;
 use crate::config::Config;
 use crate::facts::Facts;
-use crate::files::{self, Backup, Existing, Meta};
+use crate::files::{self, Existing, Meta};
 use crate::generate::{self, Found, Step};
 use crate::plan::{
     Activate, ActivatePlan, Attempt, Configure, ConfigurePlan, Deb, Dir, Download, Generate,
     Install, InstallPlan, LineRemoval, Owner, Restarts,
 };
 use crate::report::Report;
+use crate::stage::{self, Stage};
 use crate::state::{Owed, Pending};
 use crate::target::{Target, shell_words, tail};
 use crate::template::Templates;
@@ -184,6 +185,9 @@ impl<'t> Engine<'t> {
                 check_ports(plans)?;
             }
         }
+        if !self.dry_run {
+            self.clean_leftovers(plans)?;
+        }
         self.watchers.clear();
         for planned in plans {
             for path in planned.configure.iter().flat_map(|c| &c.watches) {
@@ -204,6 +208,30 @@ impl<'t> Engine<'t> {
         }
         if phases.activate {
             self.activate(plans)?;
+        }
+        Ok(())
+    }
+
+    /// Removes what an interrupted run left: staged copies, and the temporary files of atomic
+    /// writes beside the declared files.
+    fn clean_leftovers(&mut self, plans: &[Planned]) -> Result<()> {
+        stage::clean(self.target)?;
+        let declared = plans.iter().flat_map(|p| {
+            let install = p.install.files.iter().chain(&p.install.apt_files);
+            install.chain(p.configure.iter().flat_map(|c| &c.files))
+        });
+        let dirs: BTreeSet<&Path> = declared.filter_map(|f| f.path.parent()).collect();
+        for dir in dirs {
+            for temp in files::leftover_temps(&self.target.path(dir))? {
+                let name = temp.file_name().unwrap_or_default();
+                let what = format!(
+                    "remove {} (left by an interrupted run)",
+                    dir.join(name).display()
+                );
+                self.change("cmdeploy", vec![], what, None, || {
+                    files::remove(&temp).map(drop)
+                })?;
+            }
         }
         Ok(())
     }
@@ -506,48 +534,89 @@ impl<'t> Engine<'t> {
         Ok(())
     }
 
+    /// Configures one component: directories and secrets first, then its changed files are
+    /// validated on a staged copy and only then replace the live ones; change commands last.
     fn configure(&mut self, name: &str, plan: &ConfigurePlan) -> Result<()> {
         for warning in &plan.warnings {
             self.report.warn(name, warning);
         }
-        let changes_before = self.report.count(name);
-        let mut backups = Vec::new();
-        let mut changed_paths = BTreeSet::new();
         let owed_component = vec![Owed::Component(name.to_owned())];
         for dir in &plan.dirs {
             self.dir(name, dir, &owed_component)?;
         }
+        for generate in &plan.generates {
+            self.generate(name, generate, &owed_component)?;
+        }
+        let mut changes = Vec::new();
         for file in &plan.files {
-            let owed = match &file.restarts {
+            let mut owed = match &file.restarts {
                 Restarts::Component => owed_component.clone(),
                 Restarts::Units(units) => units.iter().cloned().map(Owed::Unit).collect(),
                 Restarts::Reload(units) => units.iter().cloned().map(Owed::Reload).collect(),
             };
-            if let Some(backup) = self.file(name, file, owed)? {
-                changed_paths.insert(file.path.clone());
-                backups.push(backup);
+            if plan.on_change.iter().any(|c| c.path == file.path) {
+                owed.push(Owed::Command(name.to_owned(), file.path.clone()));
             }
+            changes.extend(self.plan_file(file, owed)?);
         }
-        for generate in &plan.generates {
-            self.generate(name, generate, &owed_component)?;
+        if !self.dry_run && changes.iter().any(|c| c.diff.is_some()) {
+            self.validate(plan)?;
+        }
+        for change in changes {
+            self.apply_file(name, change)?;
         }
         for path in &plan.removals {
             self.removal(name, path, owed_component.clone())?;
         }
-        if self.dry_run || self.report.count(name) == changes_before {
+        self.change_commands(name, plan)
+    }
+
+    /// Runs each validator on a staged copy of the component's planned files; the first
+    /// failure fails the run before any live file changed.
+    fn validate(&self, plan: &ConfigurePlan) -> Result<()> {
+        if plan.validators.is_empty() {
             return Ok(());
         }
-        let result = self.after_change(name, plan, &changed_paths);
-        if let Err(err) = result {
-            for backup in backups.iter().rev() {
-                backup.restore().with_context(|| {
-                    format!("restoring {} after a failed check", backup.path.display())
-                })?;
+        let planned: BTreeMap<&Path, &[u8]> = plan
+            .files
+            .iter()
+            .map(|f| (f.path.as_path(), f.content.as_slice()))
+            .collect();
+        let stage = Stage::new(self.target)?;
+        for validator in &plan.validators {
+            let staged = stage.put(&validator.input, &planned)?;
+            let mut argv = validator.argv.clone();
+            argv.push(staged.display().to_string());
+            let output = self.target.run_unchecked(&argv, &[])?;
+            let noisy =
+                validator.strict_stderr && !output.stderr.iter().all(u8::is_ascii_whitespace);
+            if !output.status.success() || noisy {
+                bail!(
+                    "validation failed: `{} {}` ({}), nothing was changed:\n{}",
+                    shell_words(&validator.argv),
+                    validator.input.display(),
+                    output.status,
+                    tail(&output)
+                );
             }
-            return Err(err.context(format!(
-                "restored {} changed file(s) to their previous content",
-                backups.len()
-            )));
+        }
+        Ok(())
+    }
+
+    /// Runs the change commands (e.g. `postmap`) a changed file owes, including those an
+    /// interrupted run still owed; each is forgotten only once it succeeded.
+    fn change_commands(&mut self, name: &str, plan: &ConfigurePlan) -> Result<()> {
+        for command in &plan.on_change {
+            let owed = Owed::Command(name.to_owned(), command.path.clone());
+            if !self.pending.contains(&owed) {
+                continue;
+            }
+            let target = self.target;
+            let what = format!("run {}", shell_words(&command.argv));
+            self.change(name, vec![], what, None, || {
+                target.run(&command.argv, &[]).map(drop)
+            })?;
+            self.pending.remove(&[owed])?;
         }
         Ok(())
     }
@@ -629,34 +698,6 @@ impl<'t> Engine<'t> {
                 })
             }
         }
-    }
-
-    /// Runs change commands and validators after a component's files changed.
-    fn after_change(
-        &mut self,
-        name: &str,
-        plan: &ConfigurePlan,
-        changed: &BTreeSet<PathBuf>,
-    ) -> Result<()> {
-        for command in plan.on_change.iter().filter(|c| changed.contains(&c.path)) {
-            self.target.run(&command.argv, &[])?;
-            self.report
-                .record(name, &format!("run {}", shell_words(&command.argv)), false);
-        }
-        for validator in &plan.validators {
-            let output = self.target.run_unchecked(&validator.argv, &[])?;
-            let noisy =
-                validator.strict_stderr && !output.stderr.iter().all(u8::is_ascii_whitespace);
-            if !output.status.success() || noisy {
-                bail!(
-                    "validation failed: `{}` ({}):\n{}",
-                    shell_words(&validator.argv),
-                    output.status,
-                    tail(&output)
-                );
-            }
-        }
-        Ok(())
     }
 
     fn activate(&mut self, plans: &[Planned]) -> Result<()> {
@@ -828,16 +869,22 @@ impl<'t> Engine<'t> {
         })
     }
 
-    /// Brings one file to its wanted state; returns the backup of what was there if it changed.
-    fn file(
-        &mut self,
-        name: &str,
-        file: &crate::plan::File,
+    /// Brings one file to its wanted state.
+    fn file(&mut self, name: &str, file: &crate::plan::File, owed: Vec<Owed>) -> Result<()> {
+        match self.plan_file(file, owed)? {
+            Some(change) => self.apply_file(name, change),
+            None => Ok(()),
+        }
+    }
+
+    /// What it takes to bring `file` to its wanted state, if it differs.
+    fn plan_file<'p>(
+        &self,
+        file: &'p crate::plan::File,
         mut owed: Vec<Owed>,
-    ) -> Result<Option<Backup>> {
-        let path = self.target.path(&file.path);
+    ) -> Result<Option<FileChange<'p>>> {
         let meta = self.meta(&file.owner, file.mode)?;
-        let existing = Existing::read(&path)?;
+        let existing = Existing::read(&self.target.path(&file.path))?;
         let what = match &existing {
             Existing::File { content, meta: m } if *content == file.content => {
                 if *m == meta {
@@ -860,13 +907,23 @@ impl<'t> Engine<'t> {
             owed.push(Owed::DaemonReload);
         }
         owed.extend(self.watchers.get(&file.path).into_iter().flatten().cloned());
-        self.change(name, owed, what, diff, || {
-            files::write_atomic(&path, &file.content, meta)
-        })?;
-        Ok(Some(Backup {
-            path,
-            previous: existing,
+        Ok(Some(FileChange {
+            file,
+            meta,
+            what,
+            diff,
+            owed,
         }))
+    }
+
+    /// Writes a planned file change (atomically, owner and mode set before it appears).
+    fn apply_file(&mut self, name: &str, change: FileChange<'_>) -> Result<()> {
+        let path = self.target.path(&change.file.path);
+        let content = &change.file.content;
+        let meta = change.meta;
+        self.change(name, change.owed, change.what, change.diff, || {
+            files::write_atomic(&path, content, meta)
+        })
     }
 
     fn removal(&mut self, name: &str, path: &Path, owed: Vec<Owed>) -> Result<()> {
@@ -886,6 +943,19 @@ impl<'t> Engine<'t> {
             || files::remove(&full).map(drop),
         )
     }
+}
+
+/// A declared file that differs from what the target has.
+struct FileChange<'p> {
+    file: &'p crate::plan::File,
+    /// The numeric owner and mode it should have.
+    meta: Meta,
+    /// The change as the report names it.
+    what: String,
+    /// The diff of its content; `None` when only owner or mode differ.
+    diff: Option<String>,
+    /// What the change owes activation (and the change commands).
+    owed: Vec<Owed>,
 }
 
 /// The packages `pick` selects from each component's install plan: all of them once (in
@@ -965,6 +1035,9 @@ impl std::fmt::Display for Owed {
             Owed::Component(name) => write!(f, "restart of {name}'s services"),
             Owed::Unit(unit) => write!(f, "restart of {unit}"),
             Owed::Reload(unit) => write!(f, "reload of {unit}"),
+            Owed::Command(component, path) => {
+                write!(f, "{component}'s command for {}", path.display())
+            }
         }
     }
 }

@@ -56,6 +56,9 @@ impl Existing {
     }
 }
 
+/// How the temporary files of [`write_atomic`] begin.
+const TEMP_PREFIX: &str = ".cmdeploy-";
+
 /// Writes `content` to `path` atomically (temporary file in the same directory, then rename),
 /// with the given owner and mode already set when it appears. Creates missing parents.
 pub fn write_atomic(path: &Path, content: &[u8], meta: Meta) -> Result<()> {
@@ -64,7 +67,7 @@ pub fn write_atomic(path: &Path, content: &[u8], meta: Meta) -> Result<()> {
         .with_context(|| format!("{} has no parent directory", path.display()))?;
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     let mut temp = tempfile::Builder::new()
-        .prefix(".cmdeploy-")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(parent)
         .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
     temp.write_all(content)
@@ -82,6 +85,30 @@ pub fn write_atomic(path: &Path, content: &[u8], meta: Meta) -> Result<()> {
     temp.persist(path)
         .with_context(|| format!("replacing {}", path.display()))?;
     Ok(())
+}
+
+/// The temporary files of [`write_atomic`] that a killed run left in `dir` (none if `dir` is
+/// missing).
+pub fn leftover_temps(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err).with_context(|| format!("listing {}", dir.display())),
+    };
+    let mut temps = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file
+            && entry
+                .file_name()
+                .as_encoded_bytes()
+                .starts_with(TEMP_PREFIX.as_bytes())
+        {
+            temps.push(entry.path());
+        }
+    }
+    Ok(temps)
 }
 
 /// Sets owner and mode of `path` if they differ; true if something changed.
@@ -117,27 +144,6 @@ pub fn diff(path: &Path, old: Option<&[u8]>, new: &[u8]) -> String {
                     &format!("{label} (planned)"),
                 )
                 .to_string()
-        }
-    }
-}
-
-/// The previous state of a file, to put back when validation fails.
-#[derive(Debug)]
-pub struct Backup {
-    pub path: PathBuf,
-    pub previous: Existing,
-}
-
-impl Backup {
-    pub fn restore(&self) -> Result<()> {
-        match &self.previous {
-            Existing::File { content, meta } => write_atomic(&self.path, content, *meta),
-            Existing::Missing | Existing::Other => match std::fs::remove_file(&self.path) {
-                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                    Err(err).with_context(|| format!("removing {}", self.path.display()))
-                }
-                _ => Ok(()),
-            },
         }
     }
 }
@@ -210,27 +216,21 @@ mod tests {
     }
 
     #[test]
-    fn backups_restore_content_or_remove_new_files() {
+    fn leftover_temporary_files_are_found_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
-        let old = dir.path().join("old.conf");
-        write_atomic(&old, b"before\n", me(0o644)).unwrap();
-        let backup = Backup {
-            path: old.clone(),
-            previous: Existing::read(&old).unwrap(),
-        };
-        write_atomic(&old, b"after\n", me(0o600)).unwrap();
-        backup.restore().unwrap();
-        assert_eq!(std::fs::read(&old).unwrap(), b"before\n");
-        assert_eq!(std::fs::metadata(&old).unwrap().mode() & 0o777, 0o644);
-
-        let new = dir.path().join("new.conf");
-        let backup = Backup {
-            path: new.clone(),
-            previous: Existing::read(&new).unwrap(),
-        };
-        write_atomic(&new, b"x", me(0o644)).unwrap();
-        backup.restore().unwrap();
-        assert!(!new.exists());
+        std::fs::write(dir.path().join(".cmdeploy-Ab12cd"), "half").unwrap();
+        std::fs::write(dir.path().join(".cmdeployed"), "kept").unwrap();
+        std::fs::write(dir.path().join("main.cf"), "kept").unwrap();
+        std::fs::create_dir(dir.path().join(".cmdeploy-dir")).unwrap();
+        assert_eq!(
+            leftover_temps(dir.path()).unwrap(),
+            vec![dir.path().join(".cmdeploy-Ab12cd")]
+        );
+        assert!(
+            leftover_temps(&dir.path().join("missing"))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@ mod generate;
 pub mod plan;
 mod ports;
 mod report;
+mod stage;
 mod state;
 mod systemd;
 mod target;
@@ -45,7 +46,7 @@ pub use plan::{Activate, Configure, Install};
 pub use report::Report;
 pub use state::{PENDING_PATH, RUN_LOCK_DIR, RunLock};
 pub use systemd::{UnitState, parse_show, show_argv};
-pub use target::{ProcMount, Target, argv, shell_words, tail};
+pub use target::{Target, argv, shell_words, tail};
 pub use template::Templates;
 
 #[doc(hidden)]

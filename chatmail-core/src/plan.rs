@@ -245,11 +245,16 @@ pub struct OnChange {
     pub argv: Vec<String>,
 }
 
-/// A check of the component's configuration by the real program, run before any restart.
+/// A check of the component's configuration by the real program, run on a staged copy before
+/// any changed file replaces a live one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Validator {
-    /// The check, run on the target; a non-zero exit rolls the component's files back.
+    /// The check, run on the target with the staged copy of `input` appended; a non-zero exit
+    /// fails the run with the live files untouched.
     pub argv: Vec<String>,
+    /// The file (or the directory of files) the check reads: a declared file is staged with
+    /// its planned content, a directory with its current files overlaid by the planned ones.
+    pub input: PathBuf,
     /// Treat any output on stderr as failure (Postfix prints warnings but exits 0).
     pub strict_stderr: bool,
 }
@@ -529,7 +534,7 @@ pub struct ConfigurePlan {
     pub generates: Vec<Generate>,
     /// Commands run after a file changed.
     pub on_change: Vec<OnChange>,
-    /// Checks of the configuration by the real programs, run after files changed.
+    /// Checks of the configuration by the real programs, run on staged copies of changed files.
     pub validators: Vec<Validator>,
     /// Files to delete if present (e.g. a setting turned a feature off).
     pub removals: Vec<PathBuf>,
@@ -845,10 +850,13 @@ impl<'a> Configure<'a> {
         });
     }
 
-    /// Checks the component's configuration with the real program after its files changed.
-    pub fn validate(&mut self, argv: &[&str], strict_stderr: bool) {
+    /// Checks the component's configuration with the real program before its changed files
+    /// replace the live ones: `argv` followed by the staged copy of `input` (a file, or a
+    /// directory such as Postfix's `-c` takes).
+    pub fn validate(&mut self, argv: &[&str], input: &str, strict_stderr: bool) {
         self.plan.validators.push(Validator {
             argv: owned(argv),
+            input: input.into(),
             strict_stderr,
         });
     }

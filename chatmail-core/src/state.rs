@@ -1,4 +1,5 @@
-//! State the engine keeps between runs: pending restarts on the target, and the run lock.
+//! State the engine keeps between runs: what is owed on the target (restarts, reloads, change
+//! commands), and the run lock.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -25,6 +26,8 @@ pub enum Owed {
     Unit(String),
     /// Reload one unit (its configuration changed; a restart owed as well supersedes it).
     Reload(String),
+    /// Run a component's change command for a file that changed (e.g. `postmap`).
+    Command(String, PathBuf),
 }
 
 impl Owed {
@@ -34,6 +37,7 @@ impl Owed {
             Owed::Component(name) => format!("component {name}"),
             Owed::Unit(unit) => format!("unit {unit}"),
             Owed::Reload(unit) => format!("reload {unit}"),
+            Owed::Command(component, path) => format!("command {component} {}", path.display()),
         }
     }
 
@@ -43,6 +47,10 @@ impl Owed {
             Some(("component", name)) => Some(Owed::Component(name.to_owned())),
             Some(("unit", unit)) => Some(Owed::Unit(unit.to_owned())),
             Some(("reload", unit)) => Some(Owed::Reload(unit.to_owned())),
+            Some(("command", rest)) => {
+                let (component, path) = rest.split_once(' ')?;
+                Some(Owed::Command(component.to_owned(), path.into()))
+            }
             _ => None,
         }
     }

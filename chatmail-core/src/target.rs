@@ -1,5 +1,5 @@
 //! The machine (or directory) being deployed: path mapping, and commands run through `duct`,
-//! inside `chroot` when the target is a directory.
+//! inside `chroot` (with a private `/proc`) when the target is a directory.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -45,6 +45,20 @@ impl Target {
     fn full_argv(&self, argv: &[String]) -> Vec<OsString> {
         let mut full: Vec<OsString> = Vec::new();
         if !self.is_host_root() {
+            // Package scripts need /proc: each command gets the target's own, mounted in a
+            // mount and PID namespace of its own, so nothing stays mounted whatever happens
+            // to the run.
+            let proc = self.path("/proc");
+            if proc.is_dir() {
+                let mut mount_proc = OsString::from("--mount-proc=");
+                mount_proc.push(&proc);
+                full.extend([
+                    "unshare".into(),
+                    "--fork".into(),
+                    "--pid".into(),
+                    mount_proc,
+                ]);
+            }
             full.push("chroot".into());
             full.push(self.root.clone().into());
         }
@@ -121,61 +135,4 @@ pub fn shell_words(argv: &[String]) -> String {
 /// Turns `&["a", "b"]` into owned argv.
 pub fn argv(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| (*a).to_owned()).collect()
-}
-
-/// Mounts `/proc` inside a directory target for the duration of a run (package scripts need it).
-#[derive(Debug)]
-pub struct ProcMount {
-    mounted: Option<PathBuf>,
-    /// The mount point did not exist before: it goes again afterwards.
-    created: bool,
-}
-
-impl ProcMount {
-    /// Mounts `proc` at `<root>/proc` unless the target is this machine or it is mounted
-    /// already; unmounted again when dropped.
-    pub fn ensure(target: &Target) -> Result<ProcMount> {
-        let proc = target.path("/proc");
-        if target.is_host_root() || proc.join("self").exists() {
-            return Ok(ProcMount {
-                mounted: None,
-                created: false,
-            });
-        }
-        let created = !proc.exists();
-        std::fs::create_dir_all(&proc).with_context(|| format!("creating {}", proc.display()))?;
-        let output = duct::cmd!("mount", "-t", "proc", "proc", &proc)
-            .stderr_capture()
-            .unchecked()
-            .run()
-            .context("cannot run mount")?;
-        if !output.status.success() {
-            if created {
-                let _ = std::fs::remove_dir(&proc);
-            }
-            bail!(
-                "mounting /proc in {}: {}",
-                target.root().display(),
-                tail(&output)
-            );
-        }
-        Ok(ProcMount {
-            mounted: Some(proc),
-            created,
-        })
-    }
-}
-
-impl Drop for ProcMount {
-    fn drop(&mut self) {
-        if let Some(proc) = &self.mounted {
-            let _ = duct::cmd!("umount", "--lazy", proc)
-                .stderr_null()
-                .unchecked()
-                .run();
-            if self.created {
-                let _ = std::fs::remove_dir(proc);
-            }
-        }
-    }
 }

@@ -13,7 +13,7 @@ use chatmail_core::engine::{Engine, Phases, Planned};
 use chatmail_core::plan::{
     Deb, Download, DownloadSource, File, ForeignBuild, InstallPlan, Owner, Restarts,
 };
-use chatmail_core::{Facts, ProcMount, Target};
+use chatmail_core::{Facts, Target};
 use sha2::{Digest, Sha256};
 
 const INSTALL: Phases = Phases {
@@ -153,7 +153,6 @@ fn install(root: &Path, plans: &[Planned]) -> anyhow::Result<usize> {
         installed: Default::default(),
     };
     let target = Target::new(root, false)?;
-    let _proc = ProcMount::ensure(&target)?;
     let mut engine = Engine::new(&target, &facts, false, false)?;
     engine.run(plans, INSTALL)?;
     Ok(engine.report.total())

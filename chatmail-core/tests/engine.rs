@@ -1,6 +1,6 @@
 //! The engine on a directory target: files, directories, downloads (from a real HTTP server on
 //! 127.0.0.1), line and package removals, dry runs, pending restarts, watched files, attempts,
-//! and the pre-flight checks against this machine's real listeners and addresses.
+//! validation before commit, change commands owed across runs, and the pre-flight checks against this machine's real listeners and addresses.
 
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chatmail_core::engine::{Engine, Phases, Planned};
 use chatmail_core::plan::{
     ActivatePlan, Attempt, ConfigurePlan, Download, DownloadSource, File, InstallPlan, LineRemoval,
-    LocalAddress, Owner, PackageRemoval, Port, Restarts,
+    LocalAddress, OnChange, Owner, PackageRemoval, Port, Restarts, Validator,
 };
 use chatmail_core::{Facts, Target};
 
@@ -421,6 +421,74 @@ fn attempts_run_while_their_condition_holds_and_only_warn_on_failure() {
         0,
         "nothing runs once the condition is gone"
     );
+}
+
+/// `relay` with one file, checked by `check` and followed by `command` when it changes.
+fn checked_plan(content: &str, check: &str, command: &str) -> Vec<Planned> {
+    let mut plans = config_plan(content);
+    let configure = plans[0].configure.as_mut().unwrap();
+    configure.files.truncate(1);
+    configure.validators = vec![Validator {
+        argv: vec![check.to_owned()],
+        input: "/etc/relay/relay.conf".into(),
+        strict_stderr: false,
+    }];
+    configure.on_change = vec![OnChange {
+        path: "/etc/relay/relay.conf".into(),
+        argv: vec![command.to_owned()],
+    }];
+    plans
+}
+
+#[test]
+#[ignore = "needs root: commands run through chroot"]
+fn a_failed_validation_leaves_the_live_file_alone_and_a_failed_change_command_is_redone() {
+    let dir = target_dir();
+    install_programs(dir.path(), &["/bin/true", "/bin/false"]);
+    let conf = dir.path().join("etc/relay/relay.conf");
+    let pending = dir.path().join("var/lib/cmdeploy/pending-restarts");
+    let owed = || std::fs::read_to_string(&pending).unwrap_or_default();
+    run(
+        dir.path(),
+        &checked_plan("v1\n", "/bin/true", "/bin/true"),
+        CONFIGURE,
+        false,
+    )
+    .unwrap();
+    std::fs::remove_file(&pending).unwrap();
+    let mtime = std::fs::metadata(&conf).unwrap().mtime_nsec();
+
+    let err = run(
+        dir.path(),
+        &checked_plan("v2\n", "/bin/false", "/bin/true"),
+        CONFIGURE,
+        false,
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("validation failed: `/bin/false /etc/relay/relay.conf`"));
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "v1\n");
+    assert_eq!(std::fs::metadata(&conf).unwrap().mtime_nsec(), mtime);
+    assert_eq!(owed(), "", "a failed validation owes nothing");
+    assert!(!dir.path().join("var/lib/cmdeploy/stage").exists());
+
+    // The change command fails after the file was written: it stays owed, with the restart.
+    run(
+        dir.path(),
+        &checked_plan("v2\n", "/bin/true", "/bin/false"),
+        CONFIGURE,
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "v2\n");
+    assert_eq!(
+        owed(),
+        "component relay\ncommand relay /etc/relay/relay.conf\n"
+    );
+    // The file no longer differs, yet the next run still runs the command, once.
+    let plans = checked_plan("v2\n", "/bin/true", "/bin/true");
+    assert_eq!(run(dir.path(), &plans, CONFIGURE, false).unwrap(), 1);
+    assert_eq!(owed(), "component relay\n");
+    assert_eq!(run(dir.path(), &plans, CONFIGURE, false).unwrap(), 0);
 }
 
 fn install_plan(component: &'static str, install: InstallPlan) -> Planned {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use chatmail_core::config::{Config, TlsMode};
 use chatmail_core::engine::{self, Engine, Phases, Planned};
-use chatmail_core::{Facts, ProcMount, Registry, RunLock, Target, Templates};
+use chatmail_core::{Facts, Registry, RunLock, Target, Templates};
 
 use chatmail_dns::{Dns, RelayData};
 
@@ -213,10 +213,6 @@ fn deploy_here(
     args: &Args,
 ) -> Result<ExitCode> {
     let _lock = RunLock::acquire(target)?;
-    let _proc = match args.dry_run {
-        true => None,
-        false => Some(ProcMount::ensure(target)?),
-    };
     let mut engine = Engine::new(target, facts, args.dry_run, verbose)?;
     let result = match args.packages_only {
         true if args.phase != Phases::INSTALL => Err(anyhow::anyhow!(

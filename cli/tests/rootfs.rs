@@ -260,13 +260,18 @@ fn ipv4_relay_has_no_dkim_and_bracketed_addresses() {
 
 #[test]
 #[ignore = "slow: root, a Debian 12 rootfs"]
-fn failed_validation_restores_the_previous_files() {
+fn a_failed_validation_changes_no_live_file_and_owes_nothing() {
     let root = installed_root("rollback");
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), UNDERSCORE);
     assert!(root_deploy(&root, &config, &[]).ok);
-    let main_cf = root.read("/etc/postfix/main.cf");
-    let master_cf = root.read("/etc/postfix/master.cf");
+    let live = ["/etc/postfix/main.cf", "/etc/postfix/master.cf"];
+    let state = |path: &str| {
+        let meta = std::fs::metadata(root.path.join(&path[1..])).unwrap();
+        (root.read(path), meta.mtime(), meta.mtime_nsec(), meta.ino())
+    };
+    let before: Vec<_> = live.iter().map(|path| state(path)).collect();
+    let owed = root.read("/var/lib/cmdeploy/pending-restarts");
 
     // An operator override with a misspelt setting: postconf warns, the run must fail.
     let overrides = dir.path().join("templates");
@@ -292,7 +297,8 @@ fn failed_validation_restores_the_previous_files() {
     );
     assert!(!run.ok);
     assert!(
-        run.stderr.contains("validation failed: `postconf`"),
+        run.stderr
+            .contains("validation failed: `postconf -c /etc/postfix`"),
         "{}",
         run.stderr
     );
@@ -300,13 +306,18 @@ fn failed_validation_restores_the_previous_files() {
         run.stderr.contains("smtpd_tls_secrity_level"),
         "the validator's output is shown"
     );
-    assert!(
-        run.stderr.contains("restored 2 changed file(s)"),
-        "{}",
-        run.stderr
+    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    let after: Vec<_> = live.iter().map(|path| state(path)).collect();
+    assert!(after == before, "a live file was touched");
+    assert_eq!(
+        root.read("/var/lib/cmdeploy/pending-restarts"),
+        owed,
+        "a failed validation owes nothing"
     );
-    assert_eq!(root.read("/etc/postfix/main.cf"), main_cf);
-    assert_eq!(root.read("/etc/postfix/master.cf"), master_cf);
+    assert!(
+        !root.path.join("var/lib/cmdeploy/stage").exists(),
+        "the staged copies are gone"
+    );
 }
 
 #[test]

@@ -45,7 +45,13 @@ fn mtail_turn_and_iroh_relay_deploy_validate_and_rerun_as_no_ops() {
     // mtail: Debian's, with a program the real mtail compiles.
     assert!(root.path.join("usr/bin/mtail").exists());
     ok(
-        &root.chroot(&chatmail_mtail::COMPILE_CHECK),
+        &root.chroot(
+            &[
+                &chatmail_mtail::COMPILE_CHECK[..],
+                &[chatmail_mtail::PROGRAMS],
+            ]
+            .concat(),
+        ),
         "mtail --compile_only",
     );
     let unit = String::from_utf8(root.read("/etc/systemd/system/mtail.service")).unwrap();

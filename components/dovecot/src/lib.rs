@@ -65,7 +65,11 @@ impl Component for Dovecot {
         configure
             .template("/etc/dovecot/dovecot.conf", "dovecot.conf.j2", vars)?
             .reloads(&["dovecot.service"]);
-        configure.validate(&["doveconf", "-n"], false);
+        configure.validate(
+            &["doveconf", "-n", "-c"],
+            "/etc/dovecot/dovecot.conf",
+            false,
+        );
         inotify_limits(configure);
         Ok(())
     }

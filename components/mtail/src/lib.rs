@@ -14,14 +14,18 @@ pub struct Mtail;
 
 const UNIT: &str = "mtail.service";
 
-/// The validator: compiles the programs; an own free port keeps it clear of a running mtail.
+/// Where the programs are.
+pub const PROGRAMS: &str = "/etc/mtail";
+
+/// The validator, followed by a directory of programs: compiles them; an own free port keeps
+/// it clear of a running mtail.
 pub const COMPILE_CHECK: [&str; 6] = [
     "mtail",
     "--compile_only",
-    "--progs=/etc/mtail",
     "--logtostderr",
     "--address=127.0.0.1",
     "--port=0",
+    "--progs",
 ];
 
 impl Component for Mtail {
@@ -55,7 +59,7 @@ impl Component for Mtail {
             "delivered_mail.mtail",
             (),
         )?;
-        configure.validate(&COMPILE_CHECK, false);
+        configure.validate(&COMPILE_CHECK, PROGRAMS, false);
         Ok(())
     }
 

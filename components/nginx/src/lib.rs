@@ -70,7 +70,7 @@ impl Component for Nginx {
                 (),
             )?
             .restarts(&[]);
-        configure.validate(&["nginx", "-t", "-q"], false);
+        configure.validate(&["nginx", "-t", "-q", "-c"], "/etc/nginx/nginx.conf", false);
         Ok(())
     }
 

@@ -72,7 +72,7 @@ impl Component for Opendkim {
             ]),
             owner: Some(opendkim()),
         });
-        configure.validate(&["opendkim", "-n", "-x", "/etc/opendkim.conf"], false);
+        configure.validate(&["opendkim", "-n", "-x"], "/etc/opendkim.conf", false);
         Ok(())
     }
 

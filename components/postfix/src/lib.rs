@@ -63,7 +63,7 @@ impl Component for Postfix {
             &["postmap", "/etc/postfix/smtp_tls_policy_map"],
         );
         // postconf exits 0 on unknown or misspelled settings but warns on stderr.
-        configure.validate(&["postconf"], true);
+        configure.validate(&["postconf", "-c"], "/etc/postfix", true);
         Ok(())
     }
 

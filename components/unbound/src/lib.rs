@@ -62,7 +62,11 @@ impl Component for Unbound {
                 .to_vec(),
             owner: None,
         });
-        configure.validate(&["unbound-checkconf"], false);
+        configure.validate(
+            &["unbound-checkconf"],
+            "/etc/unbound/unbound.conf.d/chatmail.conf",
+            false,
+        );
         Ok(())
     }
 

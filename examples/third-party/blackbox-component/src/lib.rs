@@ -120,8 +120,11 @@ impl Component for Blackbox {
         configure.dir("/etc/chatmail-blackbox", Owner::root(), 0o755);
         configure.template(CONFIG_PATH, "blackbox.yml.j2", &vars)?;
         configure.template(format!("/etc/systemd/system/{UNIT}"), "unit.j2", &vars)?;
-        let check = format!("--config.file={CONFIG_PATH}");
-        configure.validate(&[PROGRAM, "--config.check", &check], false);
+        configure.validate(
+            &[PROGRAM, "--config.check", "--config.file"],
+            CONFIG_PATH,
+            false,
+        );
         Ok(())
     }
 
