@@ -19,6 +19,7 @@ use crate::plan::{
 use crate::report::Report;
 use crate::stage::{self, Stage};
 use crate::state::{Owed, Pending};
+use crate::systemd::Verb;
 use crate::target::{Target, shell_words, tail};
 use crate::template::Templates;
 use crate::{download, dpkg, ports, systemd};
@@ -560,7 +561,7 @@ impl<'t> Engine<'t> {
             changes.extend(self.plan_file(file, owed)?);
         }
         if !self.dry_run && changes.iter().any(|c| c.diff.is_some()) {
-            self.validate(plan)?;
+            self.validate(plan, &changes)?;
         }
         for change in changes {
             self.apply_file(name, change)?;
@@ -572,11 +573,38 @@ impl<'t> Engine<'t> {
     }
 
     /// Runs each validator on a staged copy of the component's planned files; the first
-    /// failure fails the run before any live file changed.
-    fn validate(&self, plan: &ConfigurePlan) -> Result<()> {
+    /// failure fails the run before any live file changed. Files that do not exist yet
+    /// replace nothing: they are put in place first, so that the configuration may name them
+    /// (opendkim's KeyTable), and removed again when a check fails.
+    fn validate(&mut self, plan: &ConfigurePlan, changes: &[FileChange<'_>]) -> Result<()> {
         if plan.validators.is_empty() {
             return Ok(());
         }
+        let new: Vec<&FileChange<'_>> = changes.iter().filter(|c| c.new).collect();
+        // Owed before they appear, as for any change; a failed check owes nothing.
+        let owed: BTreeSet<Owed> = new
+            .iter()
+            .flat_map(|c| &c.owed)
+            .filter(|o| !self.pending.contains(o))
+            .cloned()
+            .collect();
+        self.pending.add(owed.iter().cloned())?;
+        for change in &new {
+            let path = self.target.path(&change.file.path);
+            files::write_atomic(&path, &change.file.content, change.meta)?;
+        }
+        let result = self.check(plan);
+        if result.is_err() {
+            for change in &new {
+                files::remove(&self.target.path(&change.file.path))?;
+            }
+            self.pending.remove(&owed.into_iter().collect::<Vec<_>>())?;
+        }
+        result
+    }
+
+    /// Runs the validators on staged copies of the planned files.
+    fn check(&self, plan: &ConfigurePlan) -> Result<()> {
         let planned: BTreeMap<&Path, &[u8]> = plan
             .files
             .iter()
@@ -727,19 +755,17 @@ impl<'t> Engine<'t> {
             .flat_map(|a| a.services.iter().map(|s| s.unit.clone()))
             .collect();
         let states = systemd::states(self.target, &units)?;
+        let mut actions: Vec<(&'static str, Verb, &str)> = Vec::new();
+        let mut done = Vec::new();
         for planned in plans {
+            let component_owed = Owed::Component(planned.component.to_owned());
             let Some(activate) = &planned.activate else {
                 // Not used by this deployment: it runs nothing, so it owes no restart.
-                let owed = Owed::Component(planned.component.to_owned());
-                if self.pending.contains(&owed) {
-                    self.pending.remove(&[owed])?;
-                }
+                done.push(component_owed);
                 continue;
             };
-            let name = planned.component;
-            let component_owed = Owed::Component(name.to_owned());
             let restart_all = self.pending.contains(&component_owed);
-            let mut done = vec![component_owed];
+            done.push(component_owed);
             for service in &activate.services {
                 let unit = service.unit.as_str();
                 let state = states.get(unit).cloned().unwrap_or_default();
@@ -747,40 +773,33 @@ impl<'t> Engine<'t> {
                 let reload_owed = Owed::Reload(unit.to_owned());
                 let restart = restart_all || self.pending.contains(&unit_owed);
                 let reload = self.pending.contains(&reload_owed);
-                done.push(unit_owed);
-                done.push(reload_owed);
-                if service.masked {
-                    if state.active {
-                        self.unit_action(name, "stop", unit)?;
-                    }
-                    if state.file_state != "masked" {
-                        self.unit_action(name, "mask", unit)?;
-                    }
-                    continue;
+                for verb in systemd::decide(service, &state, restart, reload) {
+                    actions.push((planned.component, verb, unit));
                 }
-                if state.file_state == "masked" {
-                    self.unit_action(name, "unmask", unit)?;
-                }
-                if state
-                    .enabled()
-                    .is_some_and(|enabled| enabled != service.enabled)
-                {
-                    let verb = if service.enabled { "enable" } else { "disable" };
-                    self.unit_action(name, verb, unit)?;
-                }
-                match (service.running, state.active) {
-                    // Its start condition failed (e.g. an optional binary is missing); only a
-                    // change owing it a restart (the binary arrived) starts it again.
-                    (true, false) if state.skipped && !restart => {}
-                    (true, false) => self.unit_action(name, "start", unit)?,
-                    (true, true) if restart => self.unit_action(name, "restart", unit)?,
-                    (true, true) if reload => self.unit_action(name, "reload", unit)?,
-                    (false, true) => self.unit_action(name, "stop", unit)?,
-                    _ => {}
-                }
+                done.extend([unit_owed, reload_owed]);
             }
-            self.pending.remove(&done)?;
-            self.attempts(name, &activate.attempts)?;
+        }
+        // One `systemctl` call per verb: systemd runs the jobs of a call in parallel.
+        for verb in Verb::ALL {
+            let batch: Vec<&(&str, Verb, &str)> =
+                actions.iter().filter(|(_, v, _)| *v == verb).collect();
+            if batch.is_empty() {
+                continue;
+            }
+            for (component, verb, unit) in &batch {
+                self.report
+                    .record(component, &format!("{verb} {unit}"), self.dry_run);
+            }
+            if !self.dry_run {
+                let units: Vec<String> = batch.iter().map(|(_, _, u)| (*u).to_owned()).collect();
+                systemd::act(self.target, verb, &units)?;
+            }
+        }
+        self.pending.remove(&done)?;
+        for planned in plans {
+            if let Some(activate) = &planned.activate {
+                self.attempts(planned.component, &activate.attempts)?;
+            }
         }
         Ok(())
     }
@@ -811,13 +830,6 @@ impl<'t> Engine<'t> {
             }
         }
         Ok(())
-    }
-
-    fn unit_action(&mut self, component: &str, verb: &str, unit: &str) -> Result<()> {
-        let target = self.target;
-        self.change(component, vec![], format!("{verb} {unit}"), None, || {
-            systemd::act(target, verb, unit)
-        })
     }
 
     /// Numeric owner and mode for `owner`; in a dry run, a user that install would create
@@ -909,6 +921,7 @@ impl<'t> Engine<'t> {
         owed.extend(self.watchers.get(&file.path).into_iter().flatten().cloned());
         Ok(Some(FileChange {
             file,
+            new: existing == Existing::Missing,
             meta,
             what,
             diff,
@@ -948,6 +961,8 @@ impl<'t> Engine<'t> {
 /// A declared file that differs from what the target has.
 struct FileChange<'p> {
     file: &'p crate::plan::File,
+    /// Nothing is at its path yet.
+    new: bool,
     /// The numeric owner and mode it should have.
     meta: Meta,
     /// The change as the report names it.

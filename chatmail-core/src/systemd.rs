@@ -1,4 +1,5 @@
-//! systemd on the target: unit states in one `systemctl show`, and the actions on units.
+//! systemd on the target: unit states in one `systemctl show`, the decision table of what to
+//! do to each unit, and those actions, one `systemctl` call per verb.
 //! [`show_argv`] and [`parse_show`] are public so a front end can ask a machine it reaches
 //! another way (over SSH) the same question.
 
@@ -6,6 +7,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 
+use crate::plan::Service;
 use crate::target::{Target, argv, tail};
 
 /// What systemd reports about a unit.
@@ -81,24 +83,134 @@ pub fn parse_show(units: &[String], text: &str) -> BTreeMap<String, UnitState> {
     states
 }
 
-/// Runs `systemctl <verb> <unit>`; a failure shows the unit's recent journal.
-pub fn act(target: &Target, verb: &str, unit: &str) -> Result<()> {
-    let output = target.run_unchecked(&argv(&["systemctl", verb, unit]), &[])?;
+/// What activation does to a unit. The order of the variants is the order in which the
+/// verbs are applied across all units: what must stop goes first, starts come last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verb {
+    /// Stop a running unit that should not run (or is to be masked).
+    Stop,
+    /// Make a unit impossible to start.
+    Mask,
+    /// Undo a mask, so the unit can be enabled and started.
+    Unmask,
+    /// Do not start it at boot.
+    Disable,
+    /// Start it at boot.
+    Enable,
+    /// Re-read its configuration without a restart (owed by a change that a reload covers).
+    Reload,
+    /// Restart a running unit (owed by a change).
+    Restart,
+    /// Start a unit that should run and does not.
+    Start,
+}
+
+impl Verb {
+    /// Every verb, in the order they are applied.
+    pub const ALL: [Verb; 8] = [
+        Verb::Stop,
+        Verb::Mask,
+        Verb::Unmask,
+        Verb::Disable,
+        Verb::Enable,
+        Verb::Reload,
+        Verb::Restart,
+        Verb::Start,
+    ];
+
+    /// The `systemctl` verb.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Stop => "stop",
+            Verb::Mask => "mask",
+            Verb::Unmask => "unmask",
+            Verb::Disable => "disable",
+            Verb::Enable => "enable",
+            Verb::Reload => "reload",
+            Verb::Restart => "restart",
+            Verb::Start => "start",
+        }
+    }
+}
+
+impl std::fmt::Display for Verb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The decision table of activation: what brings a unit in `state` to what `service` wants,
+/// when a change owes it a `restart` or a `reload` (a restart covers a reload).
+pub fn decide(service: &Service, state: &UnitState, restart: bool, reload: bool) -> Vec<Verb> {
+    let mut verbs = Vec::new();
+    if service.masked {
+        if state.active {
+            verbs.push(Verb::Stop);
+        }
+        if state.file_state != "masked" {
+            verbs.push(Verb::Mask);
+        }
+        return verbs;
+    }
+    if state.file_state == "masked" {
+        verbs.push(Verb::Unmask);
+    }
+    if state
+        .enabled()
+        .is_some_and(|enabled| enabled != service.enabled)
+    {
+        verbs.push(match service.enabled {
+            true => Verb::Enable,
+            false => Verb::Disable,
+        });
+    }
+    match (service.running, state.active) {
+        // Its start condition failed (e.g. an optional binary is missing); only a change
+        // owing it a restart (the binary arrived) starts it again.
+        (true, false) if state.skipped && !restart => {}
+        (true, false) => verbs.push(Verb::Start),
+        (true, true) if restart => verbs.push(Verb::Restart),
+        (true, true) if reload => verbs.push(Verb::Reload),
+        (false, true) => verbs.push(Verb::Stop),
+        _ => {}
+    }
+    verbs
+}
+
+/// Runs `systemctl <verb> <units...>` in one call (systemd runs the jobs in parallel); a
+/// failure shows the recent journal of each unit that did not get where it should.
+pub fn act(target: &Target, verb: Verb, units: &[String]) -> Result<()> {
+    let mut command = argv(&["systemctl", verb.as_str(), "--"]);
+    command.extend(units.iter().cloned());
+    let output = target.run_unchecked(&command, &[])?;
     if output.status.success() {
         return Ok(());
     }
-    let journal = target
-        .run_unchecked(
-            &argv(&["journalctl", "--no-pager", "-n", "15", "-u", unit]),
-            &[],
-        )
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
+    let states = states(target, units).unwrap_or_default();
+    let wants_active = matches!(verb, Verb::Reload | Verb::Restart | Verb::Start);
+    let mut journals = String::new();
+    for unit in units {
+        let failed = states
+            .get(unit)
+            .is_none_or(|s| s.active_state == "failed" || (wants_active && !s.active));
+        if !failed {
+            continue;
+        }
+        let journal = target
+            .run_unchecked(
+                &argv(&["journalctl", "--no-pager", "-n", "15", "-u", unit]),
+                &[],
+            )
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        journals.push_str(&format!("\n{unit}:\n{journal}"));
+    }
     Err(anyhow::anyhow!(
-        "`systemctl {verb} {unit}` failed:\n{}\n{journal}",
+        "`systemctl {verb} {}` failed:\n{}\n{journals}",
+        units.join(" "),
         tail(&output)
     ))
-    .context(format!("activating {unit}"))
+    .context(format!("activation: {verb} {}", units.join(" ")))
 }
 
 /// `systemctl daemon-reload`.
@@ -110,6 +222,50 @@ pub fn daemon_reload(target: &Target) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn state(active: bool, file_state: &str, skipped: bool) -> UnitState {
+        UnitState {
+            active_state: (if active { "active" } else { "inactive" }).into(),
+            active,
+            file_state: file_state.into(),
+            skipped,
+        }
+    }
+
+    #[test]
+    fn the_decision_table_brings_each_unit_where_its_service_wants_it() {
+        use Verb::*;
+        let running = Service::running("a.service");
+        let stopped = Service::stopped("a.service");
+        let masked = Service::masked("a.service");
+        let (on, off) = (true, false);
+        // (service, active, file state, skipped, restart owed, reload owed) -> verbs
+        let table: &[(&Service, bool, &str, bool, bool, bool, &[Verb])] = &[
+            (&running, on, "enabled", off, off, off, &[]),
+            (&running, off, "enabled", off, off, off, &[Start]),
+            (&running, off, "disabled", off, off, off, &[Enable, Start]),
+            (&running, on, "enabled", off, on, off, &[Restart]),
+            (&running, on, "enabled", off, off, on, &[Reload]),
+            (&running, on, "enabled", off, on, on, &[Restart]),
+            (&running, off, "enabled", off, on, on, &[Start]),
+            (&running, off, "static", off, off, off, &[Start]),
+            (&running, off, "masked", off, off, off, &[Unmask, Start]),
+            (&running, off, "enabled", on, off, off, &[]),
+            (&running, off, "enabled", on, on, off, &[Start]),
+            (&stopped, on, "enabled", off, on, on, &[Disable, Stop]),
+            (&stopped, off, "disabled", off, on, off, &[]),
+            (&masked, on, "enabled", off, on, off, &[Stop, Mask]),
+            (&masked, off, "masked", off, off, off, &[]),
+        ];
+        for (service, active, file_state, skipped, restart, reload, verbs) in table {
+            let state = state(*active, file_state, *skipped);
+            assert_eq!(
+                decide(service, &state, *restart, *reload),
+                *verbs,
+                "{service:?} in {state:?}, restart {restart}, reload {reload}"
+            );
+        }
+    }
 
     #[test]
     fn a_start_skipped_by_a_failed_condition_is_told_apart_from_a_unit_never_started() {

@@ -448,6 +448,11 @@ fn a_failed_validation_leaves_the_live_file_alone_and_a_failed_change_command_is
     let conf = dir.path().join("etc/relay/relay.conf");
     let pending = dir.path().join("var/lib/cmdeploy/pending-restarts");
     let owed = || std::fs::read_to_string(&pending).unwrap_or_default();
+    // A new file is in place while it is checked, and gone again when the check fails.
+    let plans = checked_plan("v1\n", "/bin/false", "/bin/true");
+    run(dir.path(), &plans, CONFIGURE, false).unwrap_err();
+    assert!(!conf.exists());
+    assert_eq!(owed(), "", "a failed validation owes nothing");
     run(
         dir.path(),
         &checked_plan("v1\n", "/bin/true", "/bin/true"),
