@@ -12,9 +12,10 @@ use crate::config::Config;
 use crate::facts::Facts;
 use crate::files::{self, Existing, Meta};
 use crate::generate::{self, Found, Step};
+use crate::manifest::{Entry, Item, Manifest};
 use crate::plan::{
     Activate, ActivatePlan, Attempt, Configure, ConfigurePlan, Deb, Dir, Download, Generate,
-    Install, InstallPlan, LineRemoval, Owner, Restarts,
+    Install, InstallPlan, LineRemoval, Owner, Restarts, Service,
 };
 use crate::report::Report;
 use crate::stage::{self, Stage};
@@ -196,6 +197,19 @@ impl<'t> Engine<'t> {
                 self.watchers.entry(path.clone()).or_default().push(owed);
             }
         }
+        // What earlier runs managed and this one no longer declares: plain files go in
+        // configure, units (and their files) in activate, once stopped.
+        let manifest = Manifest::load(self.target)?;
+        let declared = Manifest::declared(plans);
+        let orphans = match phases.need_config() {
+            true => manifest.orphans(plans, &declared),
+            false => Vec::new(),
+        };
+        let (activation_orphans, file_orphans): (Vec<Entry>, Vec<Entry>) =
+            orphans.into_iter().partition(|(_, item)| match item {
+                Item::Unit(_) => true,
+                Item::File(path) => is_unit_file(path),
+            });
         if phases.install {
             self.install(plans)?;
         }
@@ -206,11 +220,40 @@ impl<'t> Engine<'t> {
                         .with_context(|| format!("{}: configure failed", planned.component))?;
                 }
             }
+            for (component, item) in &file_orphans {
+                if let Item::File(path) = item {
+                    let owed = vec![Owed::Component(component.clone())];
+                    self.orphan_file(component, path, owed)?;
+                }
+            }
         }
         if phases.activate {
-            self.activate(plans)?;
+            self.activate(plans, &activation_orphans)?;
+        }
+        if phases.need_config() && !self.dry_run {
+            let mut kept = Vec::new();
+            if !phases.configure {
+                kept.extend(file_orphans);
+            }
+            if !phases.activate {
+                kept.extend(activation_orphans);
+            }
+            let updated = manifest.updated(plans, &declared, &kept);
+            updated.save(self.target, &manifest)?;
         }
         Ok(())
+    }
+
+    /// Removes a file that an earlier run managed and this one no longer declares.
+    fn orphan_file(&mut self, component: &str, path: &Path, owed: Vec<Owed>) -> Result<()> {
+        let full = self.target.path(path);
+        if std::fs::symlink_metadata(&full).is_err() {
+            return Ok(());
+        }
+        let what = format!("remove {} (no longer declared)", path.display());
+        self.change(component, owed, what, None, || {
+            files::remove(&full).map(drop)
+        })
     }
 
     /// Removes what an interrupted run left: staged copies, and the temporary files of atomic
@@ -728,8 +771,18 @@ impl<'t> Engine<'t> {
         }
     }
 
-    fn activate(&mut self, plans: &[Planned]) -> Result<()> {
+    /// Brings every declared unit to its wanted state, stops and disables the units in
+    /// `orphans` and then removes their unit files; restarts and reloads what is owed.
+    fn activate(&mut self, plans: &[Planned], orphans: &[Entry]) -> Result<()> {
+        let orphan_files = orphans.iter().filter_map(|(component, item)| match item {
+            Item::File(path) => Some((component, path)),
+            Item::Unit(_) => None,
+        });
         if !self.facts.systemd {
+            // Nothing runs them: their files can go at once.
+            for (component, path) in orphan_files {
+                self.orphan_file(component, path, vec![Owed::DaemonReload])?;
+            }
             let owed: Vec<String> = self.pending.iter().map(Owed::to_string).collect();
             println!(
                 "activate: no running systemd manages {}; nothing started{}",
@@ -749,13 +802,27 @@ impl<'t> Engine<'t> {
             })?;
             self.pending.remove(&[Owed::DaemonReload])?;
         }
+        let orphan_units: Vec<(&str, &str)> = orphans
+            .iter()
+            .filter_map(|(component, item)| match item {
+                Item::Unit(unit) => Some((component.as_str(), unit.as_str())),
+                Item::File(_) => None,
+            })
+            .collect();
         let units: Vec<String> = plans
             .iter()
             .filter_map(|p| p.activate.as_ref())
             .flat_map(|a| a.services.iter().map(|s| s.unit.clone()))
+            .chain(orphan_units.iter().map(|(_, unit)| (*unit).to_owned()))
             .collect();
         let states = systemd::states(self.target, &units)?;
-        let mut actions: Vec<(&'static str, Verb, &str)> = Vec::new();
+        let mut actions: Vec<(&str, Verb, &str)> = Vec::new();
+        for (component, unit) in &orphan_units {
+            let state = states.get(*unit).cloned().unwrap_or_default();
+            for verb in systemd::decide(&Service::stopped(unit), &state, false, false) {
+                actions.push((component, verb, unit));
+            }
+        }
         let mut done = Vec::new();
         for planned in plans {
             let component_owed = Owed::Component(planned.component.to_owned());
@@ -796,6 +863,17 @@ impl<'t> Engine<'t> {
             }
         }
         self.pending.remove(&done)?;
+        let removed_before = self.report.total();
+        for (component, path) in orphan_files {
+            self.orphan_file(component, path, vec![Owed::DaemonReload])?;
+        }
+        if self.report.total() != removed_before {
+            let target = self.target;
+            self.change("systemd", vec![], "daemon-reload".into(), None, || {
+                systemd::daemon_reload(target)
+            })?;
+            self.pending.remove(&[Owed::DaemonReload])?;
+        }
         for planned in plans {
             if let Some(activate) = &planned.activate {
                 self.attempts(planned.component, &activate.attempts)?;

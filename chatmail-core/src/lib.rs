@@ -29,6 +29,7 @@ pub mod engine;
 mod facts;
 mod files;
 mod generate;
+mod manifest;
 pub mod plan;
 mod ports;
 mod report;

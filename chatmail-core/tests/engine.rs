@@ -423,6 +423,70 @@ fn attempts_run_while_their_condition_holds_and_only_warn_on_failure() {
     );
 }
 
+#[test]
+fn what_a_run_no_longer_declares_is_removed_and_what_moved_is_kept() {
+    let dir = target_dir();
+    let manifest = dir.path().join("var/lib/cmdeploy/manifest");
+    let unit = dir.path().join("etc/systemd/system/relay.service");
+    run(dir.path(), &config_plan("v1\n"), CONFIGURE, false).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&manifest).unwrap(),
+        "relay file /etc/relay/relay.conf\nrelay file /etc/systemd/system/relay.service\n"
+    );
+
+    // The unit file is no longer declared; a unit goes in activation, once stopped.
+    let mut plans = config_plan("v1\n");
+    plans[0].configure.as_mut().unwrap().files.truncate(1);
+    assert_eq!(run(dir.path(), &plans, CONFIGURE, false).unwrap(), 0);
+    assert!(unit.exists());
+    let all = Phases {
+        install: false,
+        ..Phases::ALL
+    };
+    assert_eq!(
+        run(dir.path(), &plans, all, true).unwrap(),
+        1,
+        "the dry run shows it"
+    );
+    assert!(unit.exists());
+    assert_eq!(run(dir.path(), &plans, all, false).unwrap(), 1);
+    assert!(!unit.exists());
+    assert_eq!(
+        std::fs::read_to_string(&manifest).unwrap(),
+        "relay file /etc/relay/relay.conf\n"
+    );
+
+    // A plain file goes in configure; one that moved to another component stays.
+    let conf = dir.path().join("etc/relay/relay.conf");
+    let mut plans = config_plan("v1\n");
+    plans[0].configure.as_mut().unwrap().files.clear();
+    plans[0].component = "renamed";
+    assert_eq!(run(dir.path(), &plans, CONFIGURE, false).unwrap(), 0);
+    assert!(conf.exists(), "not relay's: its manifest entries stay");
+    let mut moved = config_plan("v1\n");
+    moved[0].configure.as_mut().unwrap().files.truncate(1);
+    plans[0].component = "relay";
+    plans.extend(moved.into_iter().map(|p| Planned {
+        component: "other",
+        ..p
+    }));
+    assert_eq!(run(dir.path(), &plans, CONFIGURE, false).unwrap(), 0);
+    assert!(conf.exists());
+    assert_eq!(
+        std::fs::read_to_string(&manifest).unwrap(),
+        "other file /etc/relay/relay.conf\n"
+    );
+    plans.truncate(1);
+    assert_eq!(
+        run(dir.path(), &plans, CONFIGURE, false).unwrap(),
+        0,
+        "other's now"
+    );
+    plans[0].component = "other";
+    assert_eq!(run(dir.path(), &plans, CONFIGURE, false).unwrap(), 1);
+    assert!(!conf.exists());
+}
+
 /// `relay` with one file, checked by `check` and followed by `command` when it changes.
 fn checked_plan(content: &str, check: &str, command: &str) -> Vec<Planned> {
     let mut plans = config_plan(content);
