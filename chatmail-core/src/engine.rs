@@ -257,7 +257,7 @@ impl<'t> Engine<'t> {
     }
 
     /// Removes what an interrupted run left: staged copies, and the temporary files of atomic
-    /// writes beside the declared files.
+    /// writes and generators beside the declared files.
     fn clean_leftovers(&mut self, plans: &[Planned]) -> Result<()> {
         stage::clean(self.target)?;
         let declared = plans.iter().flat_map(|p| {
@@ -266,7 +266,7 @@ impl<'t> Engine<'t> {
         });
         let dirs: BTreeSet<&Path> = declared.filter_map(|f| f.path.parent()).collect();
         for dir in dirs {
-            for temp in files::leftover_temps(&self.target.path(dir))? {
+            for temp in files::leftovers(&self.target.path(dir))? {
                 let name = temp.file_name().unwrap_or_default();
                 let what = format!(
                     "remove {} (left by an interrupted run)",
@@ -764,8 +764,40 @@ impl<'t> Engine<'t> {
                         std::fs::remove_file(&path)
                             .with_context(|| format!("removing the empty {}", path.display()))?;
                     }
-                    target.run(&generate.argv, &[])?;
-                    chown(&generate.creates)
+                    let tag = std::process::id().to_string();
+                    let Some(redirect) =
+                        generate::redirect(&generate.argv, &generate.creates, &tag)
+                    else {
+                        target.run(&generate.argv, &[])?;
+                        return chown(&generate.creates);
+                    };
+                    // Twins an interrupted run left (files, or directories of them).
+                    let dirs: BTreeSet<&Path> =
+                        generate.creates.iter().filter_map(|p| p.parent()).collect();
+                    for dir in dirs {
+                        for twin in files::leftovers(&target.path(dir))? {
+                            files::remove(&twin)?;
+                        }
+                    }
+                    if let Some(dir) = &redirect.dir {
+                        let dir = target.path(dir);
+                        std::fs::create_dir(&dir)
+                            .with_context(|| format!("creating {}", dir.display()))?;
+                    }
+                    target.run(&redirect.argv, &[])?;
+                    let twins: Vec<PathBuf> =
+                        redirect.renames.iter().map(|(t, _)| t.clone()).collect();
+                    chown(&twins)?;
+                    for (twin, path) in &redirect.renames {
+                        let (twin, path) = (target.path(twin), target.path(path));
+                        std::fs::rename(&twin, &path).with_context(|| {
+                            format!("renaming {} to {}", twin.display(), path.display())
+                        })?;
+                    }
+                    match &redirect.dir {
+                        Some(dir) => files::remove(&target.path(dir)).map(drop),
+                        None => Ok(()),
+                    }
                 })
             }
         }

@@ -56,7 +56,7 @@ impl Existing {
     }
 }
 
-/// How the temporary files of [`write_atomic`] begin.
+/// How every temporary file (or directory) of cmdeploy on a target begins.
 const TEMP_PREFIX: &str = ".cmdeploy-";
 
 /// Writes `content` to `path` atomically (temporary file in the same directory, then rename),
@@ -87,9 +87,9 @@ pub fn write_atomic(path: &Path, content: &[u8], meta: Meta) -> Result<()> {
     Ok(())
 }
 
-/// The temporary files of [`write_atomic`] that a killed run left in `dir` (none if `dir` is
-/// missing).
-pub fn leftover_temps(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The temporary files and directories (of [`write_atomic`], of generators) that a killed
+/// run left in `dir` (none if `dir` is missing).
+pub fn leftovers(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -98,12 +98,10 @@ pub fn leftover_temps(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut temps = Vec::new();
     for entry in entries {
         let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
-        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        if is_file
-            && entry
-                .file_name()
-                .as_encoded_bytes()
-                .starts_with(TEMP_PREFIX.as_bytes())
+        if entry
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(TEMP_PREFIX.as_bytes())
         {
             temps.push(entry.path());
         }
@@ -216,21 +214,19 @@ mod tests {
     }
 
     #[test]
-    fn leftover_temporary_files_are_found_and_nothing_else() {
+    fn leftovers_are_found_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(".cmdeploy-Ab12cd"), "half").unwrap();
         std::fs::write(dir.path().join(".cmdeployed"), "kept").unwrap();
         std::fs::write(dir.path().join("main.cf"), "kept").unwrap();
-        std::fs::create_dir(dir.path().join(".cmdeploy-dir")).unwrap();
+        std::fs::create_dir(dir.path().join(".cmdeploy-new-7")).unwrap();
+        let mut found = leftovers(dir.path()).unwrap();
+        found.sort();
         assert_eq!(
-            leftover_temps(dir.path()).unwrap(),
-            vec![dir.path().join(".cmdeploy-Ab12cd")]
+            found,
+            [".cmdeploy-Ab12cd", ".cmdeploy-new-7"].map(|name| dir.path().join(name))
         );
-        assert!(
-            leftover_temps(&dir.path().join("missing"))
-                .unwrap()
-                .is_empty()
-        );
+        assert!(leftovers(&dir.path().join("missing")).unwrap().is_empty());
     }
 
     #[test]

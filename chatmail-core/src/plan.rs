@@ -219,9 +219,11 @@ pub struct Deb {
 /// A command that creates files once (keys, certificates) and never runs while they exist.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Generate {
-    /// The files it creates; it runs when the first one is missing.
+    /// The files it creates, the secret first; it runs when the secret is missing.
     pub creates: Vec<PathBuf>,
-    /// The command, run on the target (inside `chroot` for a directory target).
+    /// The command, run on the target (inside `chroot` for a directory target). Where it
+    /// names the created files (or their common directory), it is run on temporary twins that
+    /// are owned and renamed into place once it succeeded, the secret last.
     pub argv: Vec<String>,
     /// Owner given to the created files afterwards (their modes are the command's).
     pub owner: Option<Owner>,

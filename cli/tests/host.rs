@@ -279,6 +279,45 @@ fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
         restarted(&now, &start_stamps(&host, &units)),
         Vec::<String>::new()
     );
+
+    // What a run no longer declares goes: external TLS runs a unit that watches the
+    // certificate; back to self-signed, the unit is stopped and disabled, its files removed.
+    let settings = format!("{domain}max_message_size = 1000000\nmax_smtp_connections = 500\n");
+    set_config(
+        &root,
+        &format!(
+            "{settings}tls_external_cert_and_key = /etc/ssl/certs/mailserver.pem \
+             /etc/ssl/private/mailserver.key\n"
+        ),
+    );
+    let external = host_deploy(&host, &[]);
+    assert!(
+        external.contains("tls: start tls-cert-reload.path"),
+        "{external}"
+    );
+    set_config(&root, &settings);
+    let back = host_deploy(&host, &[]);
+    for line in [
+        "tls: stop tls-cert-reload.path",
+        "tls: disable tls-cert-reload.path",
+        "tls: remove /etc/systemd/system/tls-cert-reload.path (no longer declared)",
+        "tls: remove /etc/systemd/system/tls-cert-reload.service (no longer declared)",
+        "systemd: daemon-reload",
+    ] {
+        assert!(back.contains(line), "{line} not done:\n{back}");
+    }
+    let state = host
+        .exec(&["systemctl", "is-active", "tls-cert-reload.path"])
+        .unwrap();
+    assert_ne!(
+        state.status.code(),
+        Some(0),
+        "tls-cert-reload.path still runs"
+    );
+    assert!(
+        host_deploy(&host, &[]).contains("nothing to change"),
+        "the removal is done once"
+    );
     assert_eq!(
         secrets(&root, &keys),
         secrets_before,

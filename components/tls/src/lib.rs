@@ -130,7 +130,7 @@ fn self_signed(configure: &mut Configure<'_>, bare: &str, cert: &Path, key: &Pat
     let names = format!("subjectAltName=DNS:{bare},DNS:www.{bare},DNS:mta-sts.{bare}");
     let subject = format!("/CN={bare}");
     configure.generate(Generate {
-        creates: vec![cert.to_owned(), key.to_owned()],
+        creates: vec![key.to_owned(), cert.to_owned()],
         argv: argv(&[
             "openssl",
             "req",
