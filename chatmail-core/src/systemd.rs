@@ -240,7 +240,8 @@ mod tests {
         let masked = Service::masked("a.service");
         let (on, off) = (true, false);
         // (service, active, file state, skipped, restart owed, reload owed) -> verbs
-        let table: &[(&Service, bool, &str, bool, bool, bool, &[Verb])] = &[
+        type Row<'a> = (&'a Service, bool, &'a str, bool, bool, bool, &'a [Verb]);
+        let table: &[Row] = &[
             (&running, on, "enabled", off, off, off, &[]),
             (&running, off, "enabled", off, off, off, &[Start]),
             (&running, off, "disabled", off, off, off, &[Enable, Start]),
