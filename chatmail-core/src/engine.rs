@@ -257,14 +257,18 @@ impl<'t> Engine<'t> {
     }
 
     /// Removes what an interrupted run left: staged copies, and the temporary files of atomic
-    /// writes and generators beside the declared files.
+    /// writes and generators beside the declared files and the engine's own state.
     fn clean_leftovers(&mut self, plans: &[Planned]) -> Result<()> {
         stage::clean(self.target)?;
         let declared = plans.iter().flat_map(|p| {
             let install = p.install.files.iter().chain(&p.install.apt_files);
             install.chain(p.configure.iter().flat_map(|c| &c.files))
         });
-        let dirs: BTreeSet<&Path> = declared.filter_map(|f| f.path.parent()).collect();
+        let state = Path::new(crate::state::PENDING_PATH).parent();
+        let dirs: BTreeSet<&Path> = declared
+            .filter_map(|f| f.path.parent())
+            .chain(state)
+            .collect();
         for dir in dirs {
             for temp in files::leftovers(&self.target.path(dir))? {
                 let name = temp.file_name().unwrap_or_default();

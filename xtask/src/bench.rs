@@ -83,6 +83,14 @@ pub fn run() -> Result<()> {
     booted_host(&cmdeploy, &scratch)
 }
 
+/// `cargo xtask bench host`: the booted-host part of [`run`] alone.
+pub fn host() -> Result<()> {
+    let cmdeploy = release()?;
+    let scratch = workspace().join("target/bench");
+    std::fs::create_dir_all(&scratch)?;
+    booted_host(&cmdeploy, &scratch)
+}
+
 /// Median of `runs` timings of `f`.
 fn median(runs: usize, mut f: impl FnMut() -> Result<Duration>) -> Result<Duration> {
     let mut times: Vec<Duration> = (0..runs).map(|_| f()).collect::<Result<_>>()?;

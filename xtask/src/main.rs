@@ -30,8 +30,9 @@ enum Task {
     /// Measure deploys: install time (against a bare apt-get install) and the no-op re-run.
     Bench {
         /// `latency`: message latency through a booted test relay (submission -> IMAP IDLE,
-        /// Delta Chat round trip, per hop), with Debian's Dovecot and with ours.
-        #[arg(value_parser = ["latency"])]
+        /// Delta Chat round trip, per hop), with Debian's Dovecot and with ours. `host`: only
+        /// the deploys in a booted test host (first run, no-op, `--only postfix`).
+        #[arg(value_parser = ["latency", "host"])]
         mode: Option<String>,
         /// With 2: Delta Chat round trips between the two relays of the testbed and within one.
         #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2), conflicts_with = "mode")]
@@ -79,6 +80,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Task::Bench { mode, relays } => match (mode.as_deref(), relays) {
+            (Some("host"), _) => bench::host(),
             (Some(_), _) => bench_latency::run(),
             (None, Some(2)) => bench::relays(),
             (None, _) => bench::run(),

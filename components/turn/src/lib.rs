@@ -13,7 +13,8 @@ static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templat
 #[derive(Debug)]
 pub struct Turn;
 
-const SECRET: &str = "/etc/chatmail-turn/secret";
+/// The shared secret of the TURN server, made once.
+pub const SECRET: &str = "/etc/chatmail-turn/secret";
 const SOCKET: &str = "/run/chatmail-turn/turn.socket";
 
 impl Component for Turn {
