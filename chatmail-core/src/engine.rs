@@ -17,7 +17,7 @@ use crate::plan::{
     Activate, ActivatePlan, Attempt, Configure, ConfigurePlan, Deb, Dir, Download, Generate,
     Install, InstallPlan, LineRemoval, Owner, Restarts, Service,
 };
-use crate::report::Report;
+use crate::report::{Action, Event, Kind, Report};
 use crate::stage::{self, Stage};
 use crate::state::{Owed, Pending};
 use crate::systemd::Verb;
@@ -151,29 +151,59 @@ pub struct Engine<'t> {
     target: &'t Target,
     facts: &'t Facts,
     dry_run: bool,
-    verbose: bool,
     pending: Pending,
     accounts: Accounts,
     /// Components to restart when a given file changes (from their `watch` declarations).
     watchers: BTreeMap<PathBuf, Vec<Owed>>,
     /// What the run changed so far (or, in a dry run, would change).
     pub report: Report,
+    observer: Observer<'t>,
+}
+
+/// The front end's view of a run as it goes.
+struct Observer<'t>(Box<dyn FnMut(Event<'_>) + 't>);
+
+impl std::fmt::Debug for Observer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
 }
 
 impl<'t> Engine<'t> {
-    /// An engine for `target`, loading the restarts still owed there; `dry_run` changes
-    /// nothing and prints diffs, `verbose` prints every command and diff.
-    pub fn new(target: &'t Target, facts: &'t Facts, dry_run: bool, verbose: bool) -> Result<Self> {
+    /// An engine for `target`, loading what is still owed there; `dry_run` changes nothing
+    /// and reports what a run would do.
+    pub fn new(target: &'t Target, facts: &'t Facts, dry_run: bool) -> Result<Self> {
         Ok(Engine {
             target,
             facts,
             dry_run,
-            verbose,
+
             pending: Pending::load(target, !dry_run)?,
             accounts: Accounts::read(target)?,
             watchers: BTreeMap::new(),
             report: Report::default(),
+            observer: Observer(Box::new(|_| {})),
         })
+    }
+
+    /// Calls `observer` with every action, warning and notice as the run goes (a front end
+    /// prints them); without one the run is silent.
+    pub fn observe(&mut self, observer: impl FnMut(Event<'_>) + 't) {
+        self.observer = Observer(Box::new(observer));
+    }
+
+    /// Records an action and tells the observer.
+    fn record(&mut self, action: Action) {
+        let action = self.report.push(action);
+        (self.observer.0)(Event::Action(action));
+    }
+
+    /// Records a warning and tells the observer.
+    fn warn(&mut self, component: &str, text: &str) {
+        let warning = self
+            .report
+            .push_warning(format!("{component}: warning: {text}"));
+        (self.observer.0)(Event::Warning(warning));
     }
 
     /// Runs the chosen phases over all plans.
@@ -251,9 +281,8 @@ impl<'t> Engine<'t> {
             return Ok(());
         }
         let what = format!("remove {} (no longer declared)", path.display());
-        self.change(component, owed, what, None, || {
-            files::remove(&full).map(drop)
-        })
+        let action = Action::new(component, Kind::Remove(path.to_owned()), what);
+        self.change(owed, action, || files::remove(&full).map(drop))
     }
 
     /// Removes what an interrupted run left: staged copies, and the temporary files of atomic
@@ -271,14 +300,10 @@ impl<'t> Engine<'t> {
             .collect();
         for dir in dirs {
             for temp in files::leftovers(&self.target.path(dir))? {
-                let name = temp.file_name().unwrap_or_default();
-                let what = format!(
-                    "remove {} (left by an interrupted run)",
-                    dir.join(name).display()
-                );
-                self.change("cmdeploy", vec![], what, None, || {
-                    files::remove(&temp).map(drop)
-                })?;
+                let path = dir.join(temp.file_name().unwrap_or_default());
+                let what = format!("remove {} (left by an interrupted run)", path.display());
+                let action = Action::new("cmdeploy", Kind::Remove(path), what);
+                self.change(vec![], action, || files::remove(&temp).map(drop))?;
             }
         }
         Ok(())
@@ -301,23 +326,18 @@ impl<'t> Engine<'t> {
         Ok(())
     }
 
-    /// Records a change and, unless this is a dry run, notes what it owes activation
+    /// Records an action and, unless this is a dry run, notes what it owes activation
     /// (before acting, so an interrupted run still restarts) and performs it.
     fn change(
         &mut self,
-        component: &str,
         owed: Vec<Owed>,
-        what: String,
-        diff: Option<String>,
+        action: Action,
         apply: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
         // What a change owes is on disk before the change is announced or made (a dry run
         // keeps it in memory only, so that its activation shows the restarts it would do).
         self.pending.add(owed)?;
-        self.report.record(component, &what, self.dry_run);
-        if let Some(diff) = diff.filter(|_| self.dry_run || self.verbose) {
-            print!("{diff}");
-        }
+        self.record(action);
         if !self.dry_run {
             apply()?;
         }
@@ -347,7 +367,7 @@ impl<'t> Engine<'t> {
     pub fn install_packages(&mut self, plans: &[Planned]) -> Result<()> {
         for planned in plans {
             for warning in &planned.install.warnings {
-                self.report.warn(planned.component, warning);
+                self.warn(planned.component, warning);
             }
             for file in &planned.install.apt_files {
                 self.file(planned.component, file, Vec::new())
@@ -453,7 +473,7 @@ impl<'t> Engine<'t> {
         for (component, packages) in wanting {
             let names: Vec<&str> = packages.iter().map(|p| p.as_str()).collect();
             let what = format!("{verb} packages {}", names.join(" "));
-            self.report.record(component, &what, self.dry_run);
+            self.record(Action::new(component, Kind::Packages, what));
         }
     }
 
@@ -468,9 +488,8 @@ impl<'t> Engine<'t> {
         };
         let what = format!("remove a line from {}", edit.path.display());
         let diff = files::diff(&edit.path, Some(&content), &kept);
-        self.change(name, vec![], what, Some(diff), || {
-            files::write_atomic(&path, &kept, meta)
-        })
+        let action = Action::new(name, Kind::File, what).with_diff(Some(diff));
+        self.change(vec![], action, || files::write_atomic(&path, &kept, meta))
     }
 
     fn install_component(&mut self, name: &str, plan: &InstallPlan) -> Result<()> {
@@ -479,13 +498,8 @@ impl<'t> Engine<'t> {
             let created = self.accounts.uid(&user.name).is_err();
             for command in self.accounts.missing(user) {
                 let target = self.target;
-                self.change(
-                    name,
-                    owed(),
-                    format!("run {}", shell_words(&command)),
-                    None,
-                    || target.run(&command, &[]).map(drop),
-                )?;
+                let action = Action::new(name, Kind::Run, format!("run {}", shell_words(&command)));
+                self.change(owed(), action, || target.run(&command, &[]).map(drop))?;
             }
             self.accounts = Accounts::read(self.target)?;
             if created {
@@ -531,16 +545,18 @@ impl<'t> Engine<'t> {
             false => match download::fetch(download) {
                 Ok(content) => content,
                 Err(err) if download.optional => {
-                    println!(
+                    let text = format!(
                         "{name}: notice: {} not installed, going on without it: {err:#}",
                         download.dest.display()
                     );
+                    (self.observer.0)(Event::Notice(&text));
                     return Ok(());
                 }
                 Err(err) => return Err(err),
             },
         };
-        self.change(name, owed, what, None, || {
+        let action = Action::new(name, Kind::File, what);
+        self.change(owed, action, || {
             download::install(&dest, download, &content, meta)
         })
     }
@@ -569,13 +585,12 @@ impl<'t> Engine<'t> {
             .collect::<Vec<_>>()
             .join(", ");
         let target = self.target;
-        self.change(
+        let action = Action::new(
             name,
-            owed,
+            Kind::Packages,
             format!("install {what} from .deb files"),
-            None,
-            || dpkg::install(target, &files),
-        )?;
+        );
+        self.change(owed, action, || dpkg::install(target, &files))?;
         if !self.dry_run {
             self.accounts = Accounts::read(self.target)?;
         }
@@ -586,7 +601,7 @@ impl<'t> Engine<'t> {
     /// validated on a staged copy and only then replace the live ones; change commands last.
     fn configure(&mut self, name: &str, plan: &ConfigurePlan) -> Result<()> {
         for warning in &plan.warnings {
-            self.report.warn(name, warning);
+            self.warn(name, warning);
         }
         let owed_component = vec![Owed::Component(name.to_owned())];
         for dir in &plan.dirs {
@@ -688,9 +703,8 @@ impl<'t> Engine<'t> {
             }
             let target = self.target;
             let what = format!("run {}", shell_words(&command.argv));
-            self.change(name, vec![], what, None, || {
-                target.run(&command.argv, &[]).map(drop)
-            })?;
+            let action = Action::new(name, Kind::Run, what);
+            self.change(vec![], action, || target.run(&command.argv, &[]).map(drop))?;
             self.pending.remove(&[owed])?;
         }
         Ok(())
@@ -736,10 +750,11 @@ impl<'t> Engine<'t> {
                         .join(", "),
                     owner.unwrap_or_default()
                 );
-                self.change(name, owed.to_vec(), what, None, || chown(&paths))
+                let action = Action::new(name, Kind::Generate, what);
+                self.change(owed.to_vec(), action, || chown(&paths))
             }
             Step::Partial { missing, present } => {
-                self.report.warn(
+                self.warn(
                     name,
                     &format!(
                         "{} is missing but {} exists; not generating them again, which would \
@@ -763,7 +778,8 @@ impl<'t> Engine<'t> {
                         shell_words(&generate.argv)
                     ),
                 };
-                self.change(name, owed.to_vec(), what, None, || {
+                let action = Action::new(name, Kind::Generate, what);
+                self.change(owed.to_vec(), action, || {
                     for path in empty.iter().map(|p| target.path(p)) {
                         std::fs::remove_file(&path)
                             .with_context(|| format!("removing the empty {}", path.display()))?;
@@ -820,7 +836,7 @@ impl<'t> Engine<'t> {
                 self.orphan_file(component, path, vec![Owed::DaemonReload])?;
             }
             let owed: Vec<String> = self.pending.iter().map(Owed::to_string).collect();
-            println!(
+            let text = format!(
                 "activate: no running systemd manages {}; nothing started{}",
                 self.target.root().display(),
                 if owed.is_empty() {
@@ -829,13 +845,13 @@ impl<'t> Engine<'t> {
                     format!(" (pending: {})", owed.join(", "))
                 }
             );
+            (self.observer.0)(Event::Notice(&text));
             return Ok(());
         }
         if self.pending.contains(&Owed::DaemonReload) {
             let target = self.target;
-            self.change("systemd", vec![], "daemon-reload".into(), None, || {
-                systemd::daemon_reload(target)
-            })?;
+            let action = Action::new("systemd", Kind::DaemonReload, "daemon-reload");
+            self.change(vec![], action, || systemd::daemon_reload(target))?;
             self.pending.remove(&[Owed::DaemonReload])?;
         }
         let orphan_units: Vec<(&str, &str)> = orphans
@@ -890,8 +906,8 @@ impl<'t> Engine<'t> {
                 continue;
             }
             for (component, verb, unit) in &batch {
-                self.report
-                    .record(component, &format!("{verb} {unit}"), self.dry_run);
+                let text = format!("{verb} {unit}");
+                self.record(Action::new(component, Kind::Unit(*verb), text));
             }
             if !self.dry_run {
                 let units: Vec<String> = batch.iter().map(|(_, _, u)| (*u).to_owned()).collect();
@@ -905,9 +921,8 @@ impl<'t> Engine<'t> {
         }
         if self.report.total() != removed_before {
             let target = self.target;
-            self.change("systemd", vec![], "daemon-reload".into(), None, || {
-                systemd::daemon_reload(target)
-            })?;
+            let action = Action::new("systemd", Kind::DaemonReload, "daemon-reload");
+            self.change(vec![], action, || systemd::daemon_reload(target))?;
             self.pending.remove(&[Owed::DaemonReload])?;
         }
         for planned in plans {
@@ -926,7 +941,7 @@ impl<'t> Engine<'t> {
                 continue;
             }
             let what = format!("run {}", shell_words(&attempt.argv));
-            self.report.record(name, &what, self.dry_run);
+            self.record(Action::new(name, Kind::Run, what));
             if self.dry_run {
                 continue;
             }
@@ -939,7 +954,7 @@ impl<'t> Engine<'t> {
                     tail(&output),
                     attempt.hint
                 );
-                self.report.warn(name, &text);
+                self.warn(name, &text);
                 break;
             }
         }
@@ -988,7 +1003,8 @@ impl<'t> Engine<'t> {
                 dir.path.display()
             ),
         };
-        self.change(name, owed.to_vec(), what, None, || {
+        let action = Action::new(name, Kind::Dir, what);
+        self.change(owed.to_vec(), action, || {
             std::fs::create_dir_all(&path)
                 .with_context(|| format!("creating {}", path.display()))?;
             files::set_meta(&path, meta).map(drop)
@@ -1048,7 +1064,8 @@ impl<'t> Engine<'t> {
         let path = self.target.path(&change.file.path);
         let content = &change.file.content;
         let meta = change.meta;
-        self.change(name, change.owed, change.what, change.diff, || {
+        let action = Action::new(name, Kind::File, change.what).with_diff(change.diff);
+        self.change(change.owed, action, || {
             files::write_atomic(&path, content, meta)
         })
     }
@@ -1062,13 +1079,9 @@ impl<'t> Engine<'t> {
         if is_unit_file(path) {
             owed.push(Owed::DaemonReload);
         }
-        self.change(
-            name,
-            owed,
-            format!("remove {}", path.display()),
-            None,
-            || files::remove(&full).map(drop),
-        )
+        let what = format!("remove {}", path.display());
+        let action = Action::new(name, Kind::Remove(path.to_owned()), what);
+        self.change(owed, action, || files::remove(&full).map(drop))
     }
 }
 

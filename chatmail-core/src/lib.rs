@@ -12,7 +12,9 @@
 //!
 //! For front ends (the `cmdeploy` CLI):
 //! - [`Registry`]: every linked component, ordered by `after`.
-//! - [`engine`]: planning and executing phases, with dry runs and pending restarts.
+//! - [`engine`]: planning and executing phases, with dry runs and pending restarts;
+//!   [`report`]: the typed actions of a run, told to the front end's observer as they happen.
+//! - [`systemd`]: the decision table of activation and its verbs.
 //! - [`Target`]: `/` or a `--root` directory, and how commands run there.
 //! - [`Templates`]: built-in templates and operator overrides.
 //! - [`show_argv`], [`parse_show`], [`UnitState`]: unit states in one `systemctl show`.
@@ -32,10 +34,10 @@ mod generate;
 mod manifest;
 pub mod plan;
 mod ports;
-mod report;
+pub mod report;
 mod stage;
 mod state;
-mod systemd;
+pub mod systemd;
 mod target;
 mod template;
 
@@ -44,7 +46,6 @@ pub use component::{AFTER_ALL, Component, Registration, Registry};
 pub use download::reachable;
 pub use facts::{Facts, deb_arch, kernel_setting};
 pub use plan::{Activate, Configure, Install};
-pub use report::Report;
 pub use state::{PENDING_PATH, RUN_LOCK_DIR, RunLock};
 pub use systemd::{UnitState, parse_show, show_argv};
 pub use target::{Target, argv, shell_words, tail};

@@ -1,111 +1,116 @@
-//! What a run changed (or, in a dry run, would change), per component, in run order.
+//! What a run did (or, in a dry run, would do): typed actions in run order, and warnings.
+//! The engine hands each to the front end's observer as it happens; printing and the closing
+//! summary are the front end's.
 
-/// The changes of one run.
+use std::path::PathBuf;
+
+use crate::systemd::Verb;
+
+/// The kind of an action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A file written (created, updated, edited, downloaded) or its owner and mode set.
+    File,
+    /// A directory created, or its owner and mode set.
+    Dir,
+    /// A file, link or directory removed.
+    Remove(PathBuf),
+    /// A secret generated, or its files repaired.
+    Generate,
+    /// A command run (a change command, a user added, a best-effort attempt).
+    Run,
+    /// Packages installed, removed or purged.
+    Packages,
+    /// `systemctl daemon-reload`.
+    DaemonReload,
+    /// A unit started, stopped, restarted, reloaded, enabled, disabled, masked or unmasked.
+    Unit(Verb),
+}
+
+/// One thing a run does to the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    /// The component it is for (`systemd` for daemon-reload, `cmdeploy` for the engine's
+    /// own leftovers).
+    pub component: String,
+    /// What kind of thing it does.
+    pub kind: Kind,
+    /// The action in words, e.g. `update /etc/postfix/main.cf`, `restart postfix.service`.
+    pub text: String,
+    /// The unified diff of a file's content, when it changes.
+    pub diff: Option<String>,
+}
+
+impl Action {
+    /// An action of `component` without a diff.
+    pub fn new(component: &str, kind: Kind, text: impl Into<String>) -> Action {
+        Action {
+            component: component.to_owned(),
+            kind,
+            text: text.into(),
+            diff: None,
+        }
+    }
+
+    /// The action with `diff`.
+    pub fn with_diff(self, diff: Option<String>) -> Action {
+        Action { diff, ..self }
+    }
+}
+
+/// Something the engine tells its observer as the run goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// An action about to be done (or, in a dry run, that would be done).
+    Action(&'a Action),
+    /// Something went wrong without failing the run; also kept for the summary.
+    Warning(&'a str),
+    /// Information that is no change, e.g. an optional download that could not be had.
+    Notice(&'a str),
+}
+
+/// The actions and warnings of one run.
 #[derive(Debug, Default)]
 pub struct Report {
-    components: Vec<(String, Vec<String>)>,
+    actions: Vec<Action>,
     warnings: Vec<String>,
 }
 
 impl Report {
-    /// Notes a change and prints it as it happens.
-    pub fn record(&mut self, component: &str, what: &str, dry_run: bool) {
-        let prefix = if dry_run { "would " } else { "" };
-        println!("{component}: {prefix}{what}");
-        match self
-            .components
-            .iter_mut()
-            .find(|(name, _)| name == component)
-        {
-            Some((_, changes)) => changes.push(what.to_owned()),
-            None => self
-                .components
-                .push((component.to_owned(), vec![what.to_owned()])),
-        }
+    /// Adds an action (the engine does, as it goes) and returns it.
+    pub fn push(&mut self, action: Action) -> &Action {
+        let index = self.actions.len();
+        self.actions.push(action);
+        &self.actions[index]
     }
 
-    /// Notes something that went wrong without failing the run; printed now and in the summary.
-    pub fn warn(&mut self, component: &str, text: &str) {
-        let line = format!("{component}: warning: {text}");
-        eprintln!("{line}");
-        self.warnings.push(line);
+    /// Adds a warning and returns it.
+    pub fn push_warning(&mut self, text: String) -> &str {
+        let index = self.warnings.len();
+        self.warnings.push(text);
+        &self.warnings[index]
     }
 
-    /// The warnings of this run, in order.
+    /// Every action, in run order.
+    pub fn actions(&self) -> &[Action] {
+        &self.actions
+    }
+
+    /// The warnings of this run, in order (`<component>: warning: ...`).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
 
-    /// How many changes `component` has had so far.
+    /// How many actions `component` had.
     pub fn count(&self, component: &str) -> usize {
-        self.components
+        self.actions
             .iter()
-            .find(|(name, _)| name == component)
-            .map_or(0, |(_, changes)| changes.len())
+            .filter(|a| a.component == component)
+            .count()
     }
 
-    /// Total number of changes.
+    /// Total number of actions.
     pub fn total(&self) -> usize {
-        self.components.iter().map(|(_, c)| c.len()).sum()
-    }
-
-    /// The per-component summary printed at the end of a run.
-    pub fn summary(&self, components: &[&str], dry_run: bool) -> String {
-        let width = components.iter().map(|c| c.len()).max().unwrap_or(0);
-        let mut out = String::new();
-        for name in components {
-            let count = self.count(name);
-            let text = match (count, dry_run) {
-                (0, _) => "unchanged".to_owned(),
-                (n, true) => format!("{n} change(s) planned"),
-                (n, false) => format!("{n} change(s)"),
-            };
-            out.push_str(&format!("  {name:width$}  {text}\n"));
-        }
-        if let Some((_, changes)) = self.components.iter().find(|(name, _)| name == "systemd") {
-            out.push_str(&format!(
-                "  {:width$}  {} change(s)\n",
-                "systemd",
-                changes.len()
-            ));
-        }
-        let removed: Vec<(&String, &str)> = self
-            .components
-            .iter()
-            .flat_map(|(name, changes)| changes.iter().map(move |c| (name, c)))
-            .filter_map(|(name, change)| Some((name, change.strip_prefix("remove ")?)))
-            .collect();
-        if !removed.is_empty() {
-            out.push_str(&format!(
-                "{} (left by older releases or replaced here):\n",
-                if dry_run { "would remove" } else { "removed" }
-            ));
-            for (name, what) in removed {
-                out.push_str(&format!("  {what}  ({name})\n"));
-            }
-        }
-        for warning in &self.warnings {
-            out.push_str(&format!("{warning}\n"));
-        }
-        out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_summary_counts_changes_and_names_what_was_removed() {
-        let mut report = Report::default();
-        report.record("legacy", "remove /usr/local/lib/chatmaild/venv", false);
-        report.record("legacy", "stop echobot.service", false);
-        report.record("postfix", "update /etc/postfix/main.cf", false);
-        assert_eq!(
-            report.summary(&["legacy", "postfix", "tls"], false),
-            "  legacy   2 change(s)\n  postfix  1 change(s)\n  tls      unchanged\n\
-             removed (left by older releases or replaced here):\n\
-             \x20 /usr/local/lib/chatmaild/venv  (legacy)\n"
-        );
+        self.actions.len()
     }
 }

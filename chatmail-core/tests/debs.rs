@@ -153,7 +153,7 @@ fn install(root: &Path, plans: &[Planned]) -> anyhow::Result<usize> {
         installed: Default::default(),
     };
     let target = Target::new(root, false)?;
-    let mut engine = Engine::new(&target, &facts, false, false)?;
+    let mut engine = Engine::new(&target, &facts, false)?;
     engine.run(plans, INSTALL)?;
     Ok(engine.report.total())
 }

@@ -59,7 +59,7 @@ fn run_with(
     facts: &Facts,
 ) -> anyhow::Result<usize> {
     let target = Target::new(root, false)?;
-    let mut engine = Engine::new(&target, facts, dry_run, false)?;
+    let mut engine = Engine::new(&target, facts, dry_run)?;
     engine.run(plans, phases)?;
     Ok(engine.report.total())
 }
@@ -398,7 +398,7 @@ fn attempts_run_while_their_condition_holds_and_only_warn_on_failure() {
         ..facts()
     };
 
-    let mut engine = Engine::new(&target, &facts, false, false).unwrap();
+    let mut engine = Engine::new(&target, &facts, false).unwrap();
     engine.run(&plans("/bin/false"), activate).unwrap();
     assert_eq!(
         engine.report.total(),
@@ -408,13 +408,13 @@ fn attempts_run_while_their_condition_holds_and_only_warn_on_failure() {
     assert_eq!(engine.report.warnings().len(), 1);
     assert!(engine.report.warnings()[0].contains("try again later"));
 
-    let mut engine = Engine::new(&target, &facts, false, false).unwrap();
+    let mut engine = Engine::new(&target, &facts, false).unwrap();
     engine.run(&plans("/bin/true"), activate).unwrap();
     assert_eq!(engine.report.total(), 2);
     assert!(engine.report.warnings().is_empty());
 
     std::fs::remove_dir(dir.path().join("run/standin")).unwrap();
-    let mut engine = Engine::new(&target, &facts, false, false).unwrap();
+    let mut engine = Engine::new(&target, &facts, false).unwrap();
     engine.run(&plans("/bin/false"), activate).unwrap();
     assert_eq!(
         engine.report.total(),
@@ -653,7 +653,7 @@ fn only_packages_on_the_target_are_removed_and_never_wanted_ones() {
     ];
     let target = Target::new(dir.path(), false).unwrap();
     let facts = facts();
-    let mut engine = Engine::new(&target, &facts, true, false).unwrap();
+    let mut engine = Engine::new(&target, &facts, true).unwrap();
     engine.run(&plans, INSTALL).unwrap();
     assert_eq!(
         engine.report.count("legacy"),

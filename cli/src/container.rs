@@ -13,6 +13,8 @@ use chatmail_core::engine::{self, Engine, Phases, Planned};
 use chatmail_core::plan::{Foreground, Job};
 use chatmail_core::{Facts, Registry, RunLock, Target, Templates, shell_words};
 
+use crate::progress;
+
 /// The one-shot service that configures the shared volumes before any daemon starts.
 pub const INIT: &str = "init";
 /// The service that runs the periodic jobs with Debian's cron.
@@ -127,7 +129,8 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<()> {
 /// starting together write the shared volumes one after the other.
 fn configure(target: &Target, facts: &Facts, plans: &[Planned], verbose: bool) -> Result<()> {
     let _lock = RunLock::wait(target)?;
-    let mut engine = Engine::new(target, facts, false, verbose)?;
+    let mut engine = Engine::new(target, facts, false)?;
+    engine.observe(progress::printer(false, verbose));
     engine.prepare_volumes(plans)?;
     let phases = Phases {
         install: false,
@@ -136,7 +139,7 @@ fn configure(target: &Target, facts: &Facts, plans: &[Planned], verbose: bool) -
     };
     let result = engine.run(plans, phases);
     let names: Vec<&str> = plans.iter().map(|p| p.component).collect();
-    print!("{}", engine.report.summary(&names, false));
+    print!("{}", progress::summary(&engine.report, &names, false));
     result
 }
 

@@ -13,6 +13,7 @@ mod container;
 mod dns;
 mod init;
 mod list;
+mod progress;
 pub mod remote;
 mod run;
 mod say;

@@ -11,6 +11,7 @@ use chatmail_core::{Facts, Registry, RunLock, Target, Templates};
 
 use chatmail_dns::{Dns, RelayData};
 
+use crate::progress;
 use crate::remote::{Place, SshArgs};
 use crate::say::{green, red};
 use crate::ship::{self, Bundle};
@@ -213,7 +214,8 @@ fn deploy_here(
     args: &Args,
 ) -> Result<ExitCode> {
     let _lock = RunLock::acquire(target)?;
-    let mut engine = Engine::new(target, facts, args.dry_run, verbose)?;
+    let mut engine = Engine::new(target, facts, args.dry_run)?;
+    engine.observe(progress::printer(args.dry_run, verbose));
     let result = match args.packages_only {
         true if args.phase != Phases::INSTALL => Err(anyhow::anyhow!(
             "--packages-only goes with --phase install only"
@@ -223,7 +225,10 @@ fn deploy_here(
     };
     let names: Vec<&str> = plans.iter().map(|p| p.component).collect();
     println!();
-    print!("{}", engine.report.summary(&names, args.dry_run));
+    print!(
+        "{}",
+        progress::summary(&engine.report, &names, args.dry_run)
+    );
     result.context("deploy failed")?;
     match (engine.report.total(), args.dry_run) {
         (0, _) => println!("nothing to change"),

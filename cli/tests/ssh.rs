@@ -344,7 +344,7 @@ fn an_upstream_relay_is_deployed_over_ssh_keeping_its_state() {
         "legacy: remove /usr/local/lib/chatmaild/dist",
         "legacy: remove /usr/lib/cgi-bin/newemail.py",
         "legacy: remove /root/from-cmdeploy",
-        "removed (left by older releases or replaced here):\n",
+        "removed (left by older releases, no longer declared, or replaced here):\n",
         "\n  /usr/local/lib/chatmaild/venv  (legacy)\n",
     ] {
         assert!(first.stdout.contains(removed), "{removed:?} not said");
