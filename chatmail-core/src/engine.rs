@@ -14,8 +14,8 @@ use crate::files::{self, Existing, Meta};
 use crate::generate::{self, Found, Step};
 use crate::manifest::{Entry, Item, Manifest};
 use crate::plan::{
-    Activate, ActivatePlan, Attempt, Configure, ConfigurePlan, Deb, Dir, Download, Generate,
-    Install, InstallPlan, LineRemoval, Owner, Restarts, Service,
+    Activate, ActivatePlan, Attempt, Configure, ConfigurePlan, Deb, Dir, Download, File, Generate,
+    Install, InstallPlan, LineRemoval, OnChange, Owner, Restarts, Service, Validator,
 };
 use crate::report::{Action, Event, Kind, Report};
 use crate::stage::{self, Stage};
@@ -369,10 +369,8 @@ impl<'t> Engine<'t> {
             for warning in &planned.install.warnings {
                 self.warn(planned.component, warning);
             }
-            for file in &planned.install.apt_files {
-                self.file(planned.component, file, Vec::new())
-                    .with_context(|| format!("{}: install failed", planned.component))?;
-            }
+            self.files(planned.component, &planned.install.apt_files, &[], &[])
+                .with_context(|| format!("{}: install failed", planned.component))?;
         }
         self.remove_packages(plans)?;
         let installed = dpkg::installed_versions(self.target)?;
@@ -517,9 +515,7 @@ impl<'t> Engine<'t> {
         for download in &plan.downloads {
             self.download(name, download, owed())?;
         }
-        for file in &plan.files {
-            self.file(name, file, owed())?;
-        }
+        self.files(name, &plan.files, &[], &[])?;
         for path in &plan.removals {
             self.removal(name, path, owed())?;
         }
@@ -610,24 +606,7 @@ impl<'t> Engine<'t> {
         for generate in &plan.generates {
             self.generate(name, generate, &owed_component)?;
         }
-        let mut changes = Vec::new();
-        for file in &plan.files {
-            let mut owed = match &file.restarts {
-                Restarts::Component => owed_component.clone(),
-                Restarts::Units(units) => units.iter().cloned().map(Owed::Unit).collect(),
-                Restarts::Reload(units) => units.iter().cloned().map(Owed::Reload).collect(),
-            };
-            if plan.on_change.iter().any(|c| c.path == file.path) {
-                owed.push(Owed::Command(name.to_owned(), file.path.clone()));
-            }
-            changes.extend(self.plan_file(file, owed)?);
-        }
-        if !self.dry_run && changes.iter().any(|c| c.diff.is_some()) {
-            self.validate(plan, &changes)?;
-        }
-        for change in changes {
-            self.apply_file(name, change)?;
-        }
+        self.files(name, &plan.files, &plan.validators, &plan.on_change)?;
         for path in &plan.removals {
             self.removal(name, path, owed_component.clone())?;
         }
@@ -638,8 +617,13 @@ impl<'t> Engine<'t> {
     /// failure fails the run before any live file changed. Files that do not exist yet
     /// replace nothing: they are put in place first, so that the configuration may name them
     /// (opendkim's KeyTable), and removed again when a check fails.
-    fn validate(&mut self, plan: &ConfigurePlan, changes: &[FileChange<'_>]) -> Result<()> {
-        if plan.validators.is_empty() {
+    fn validate(
+        &mut self,
+        files: &[File],
+        validators: &[Validator],
+        changes: &[FileChange<'_>],
+    ) -> Result<()> {
+        if validators.is_empty() {
             return Ok(());
         }
         let new: Vec<&FileChange<'_>> = changes.iter().filter(|c| c.new).collect();
@@ -655,7 +639,7 @@ impl<'t> Engine<'t> {
             let path = self.target.path(&change.file.path);
             files::write_atomic(&path, &change.file.content, change.meta)?;
         }
-        let result = self.check(plan);
+        let result = self.check(files, validators);
         if result.is_err() {
             for change in &new {
                 files::remove(&self.target.path(&change.file.path))?;
@@ -666,14 +650,13 @@ impl<'t> Engine<'t> {
     }
 
     /// Runs the validators on staged copies of the planned files.
-    fn check(&self, plan: &ConfigurePlan) -> Result<()> {
-        let planned: BTreeMap<&Path, &[u8]> = plan
-            .files
+    fn check(&self, files: &[File], validators: &[Validator]) -> Result<()> {
+        let planned: BTreeMap<&Path, &[u8]> = files
             .iter()
             .map(|f| (f.path.as_path(), f.content.as_slice()))
             .collect();
         let stage = Stage::new(self.target)?;
-        for validator in &plan.validators {
+        for validator in validators {
             let staged = stage.put(&validator.input, &planned)?;
             let mut argv = validator.argv.clone();
             argv.push(staged.display().to_string());
@@ -1011,20 +994,39 @@ impl<'t> Engine<'t> {
         })
     }
 
-    /// Brings one file to its wanted state.
-    fn file(&mut self, name: &str, file: &crate::plan::File, owed: Vec<Owed>) -> Result<()> {
-        match self.plan_file(file, owed)? {
-            Some(change) => self.apply_file(name, change),
-            None => Ok(()),
+    /// Brings a component's files (of either phase) to their declarations: what each change
+    /// owes comes from the file's declaration (restarts, reloads, change commands); changed
+    /// files are validated on a staged copy first, then written.
+    fn files(
+        &mut self,
+        name: &str,
+        files: &[File],
+        validators: &[Validator],
+        on_change: &[OnChange],
+    ) -> Result<()> {
+        let mut changes = Vec::new();
+        for file in files {
+            let mut owed: Vec<Owed> = match &file.restarts {
+                Restarts::Component => vec![Owed::Component(name.to_owned())],
+                Restarts::Units(units) => units.iter().cloned().map(Owed::Unit).collect(),
+                Restarts::Reload(units) => units.iter().cloned().map(Owed::Reload).collect(),
+            };
+            if on_change.iter().any(|c| c.path == file.path) {
+                owed.push(Owed::Command(name.to_owned(), file.path.clone()));
+            }
+            changes.extend(self.plan_file(file, owed)?);
         }
+        if !self.dry_run && changes.iter().any(|c| c.diff.is_some()) {
+            self.validate(files, validators, &changes)?;
+        }
+        for change in changes {
+            self.apply_file(name, change)?;
+        }
+        Ok(())
     }
 
     /// What it takes to bring `file` to its wanted state, if it differs.
-    fn plan_file<'p>(
-        &self,
-        file: &'p crate::plan::File,
-        mut owed: Vec<Owed>,
-    ) -> Result<Option<FileChange<'p>>> {
+    fn plan_file<'p>(&self, file: &'p File, mut owed: Vec<Owed>) -> Result<Option<FileChange<'p>>> {
         let meta = self.meta(&file.owner, file.mode)?;
         let existing = Existing::read(&self.target.path(&file.path))?;
         let what = match &existing {
@@ -1087,7 +1089,7 @@ impl<'t> Engine<'t> {
 
 /// A declared file that differs from what the target has.
 struct FileChange<'p> {
-    file: &'p crate::plan::File,
+    file: &'p File,
     /// Nothing is at its path yet.
     new: bool,
     /// The numeric owner and mode it should have.

@@ -570,6 +570,27 @@ fn install_plan(component: &'static str, install: InstallPlan) -> Planned {
 }
 
 #[test]
+fn install_files_owe_what_their_declaration_says_as_configure_files_do() {
+    let dir = target_dir();
+    let mut plan = config_plan("drop-in\n").remove(0);
+    let files = plan.configure.take().unwrap().files;
+    let planned = install_plan(
+        "relay",
+        InstallPlan {
+            files,
+            ..InstallPlan::default()
+        },
+    );
+    assert_eq!(run(dir.path(), &[planned], INSTALL, false).unwrap(), 2);
+    let pending =
+        std::fs::read_to_string(dir.path().join("var/lib/cmdeploy/pending-restarts")).unwrap();
+    assert_eq!(
+        pending, "daemon-reload\ncomponent relay\nunit other.service\n",
+        "the unit file owes what it names, not its component's restart"
+    );
+}
+
+#[test]
 fn obsolete_lines_are_removed_keeping_the_rest_the_owner_and_the_mode() {
     let dir = target_dir();
     let obs = "deb [signed-by=/etc/apt/keyrings/obs.gpg] https://obs.example/Debian_12/ ./";

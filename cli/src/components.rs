@@ -2,46 +2,37 @@
 //! that is not linked never registers: every component crate is named here, and
 //! [`expect_registry`] lets a binary's tests prove that nothing went missing.
 
-use chatmail_acmetool as _;
-use chatmail_base as _;
-use chatmail_chatmaild as _;
-use chatmail_dovecot as _;
-use chatmail_fcgiwrap as _;
-use chatmail_filtermail as _;
-use chatmail_iroh_relay as _;
-use chatmail_journald as _;
-use chatmail_legacy as _;
-use chatmail_mtail as _;
-use chatmail_nginx as _;
-use chatmail_opendkim as _;
-use chatmail_postfix as _;
-use chatmail_tls as _;
-use chatmail_turn_component as _;
-use chatmail_unbound as _;
-use chatmail_version as _;
-use chatmail_website as _;
+/// Names each built-in component crate (so it is linked) beside its component's name: the
+/// one list of built-in components.
+macro_rules! built_in {
+    ($($name:literal => $krate:ident,)*) => {
+        $(use $krate as _;)*
 
-/// The names of the built-in components; a test checks the registry against it.
-pub const BUILT_IN: &[&str] = &[
-    "acmetool",
-    "base",
-    "chatmaild",
-    "dovecot",
-    "fcgiwrap",
-    "filtermail",
-    "iroh-relay",
-    "journald",
-    "legacy",
-    "mtail",
-    "nginx",
-    "opendkim",
-    "postfix",
-    "tls",
-    "turn",
-    "unbound",
-    "version",
-    "website",
-];
+        /// The names of the built-in components; a test checks the registry against it.
+        pub const BUILT_IN: &[&str] = &[$($name),*];
+    };
+}
+
+built_in! {
+    "acmetool" => chatmail_acmetool,
+    "base" => chatmail_base,
+    "chatmaild" => chatmail_chatmaild,
+    "dovecot" => chatmail_dovecot,
+    "fcgiwrap" => chatmail_fcgiwrap,
+    "filtermail" => chatmail_filtermail,
+    "iroh-relay" => chatmail_iroh_relay,
+    "journald" => chatmail_journald,
+    "legacy" => chatmail_legacy,
+    "mtail" => chatmail_mtail,
+    "nginx" => chatmail_nginx,
+    "opendkim" => chatmail_opendkim,
+    "postfix" => chatmail_postfix,
+    "tls" => chatmail_tls,
+    "turn" => chatmail_turn_component,
+    "unbound" => chatmail_unbound,
+    "version" => chatmail_version,
+    "website" => chatmail_website,
+}
 
 /// Checks that this binary's registry holds exactly the built-in components plus `extra`
 /// (the names of a third party's own components), in an order the registry accepts.
