@@ -185,7 +185,12 @@ fn leftovers_are_cleaned_unbound_validates_and_a_rerun_changes_nothing() {
         ipv4.stdout
             .contains("unbound: update /etc/unbound/unbound.conf.d/chatmail.conf")
     );
-    assert!(ipv4.all().contains("[$ unbound-checkconf]"), "validated");
+    assert!(
+        ipv4.all().contains(
+            "[$ unbound-checkconf /var/lib/cmdeploy/stage/etc/unbound/unbound.conf.d/chatmail.conf]"
+        ),
+        "validated on the staged copy"
+    );
     assert!(!ipv4.stdout.contains("/etc/resolv.conf"));
     let conf = String::from_utf8(root.read("/etc/unbound/unbound.conf.d/chatmail.conf")).unwrap();
     assert!(conf.contains("interface: 127.0.0.1\n") && conf.contains("do-ip6: no\n"));
