@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Serialize;
 
 use crate::ini;
-use crate::schema::{DefaultValue, KEYS, Key, Kind};
+use crate::schema::{DefaultValue, KEYS, Key, Kind, keys};
 use crate::{Error, brief};
 
 /// Where an effective value came from.
@@ -295,7 +295,7 @@ impl Config {
             )));
         };
         let mut loader = Loader {
-            keys: KEYS.iter().chain(extra.iter().copied()).collect(),
+            keys: KEYS.iter().chain(extra).copied().collect(),
             raw: BTreeMap::new(),
         };
         let mut unused_keys = Vec::new();
@@ -346,10 +346,10 @@ impl Config {
             return Ok(());
         }
         let contacts = [
-            ("privacy_postal", &self.privacy_postal),
-            ("privacy_mail", &self.privacy_mail),
-            ("privacy_pdo", &self.privacy_pdo),
-            ("privacy_supervisor", &self.privacy_supervisor),
+            (keys::PRIVACY_POSTAL.name, &self.privacy_postal),
+            (keys::PRIVACY_MAIL.name, &self.privacy_mail),
+            (keys::PRIVACY_PDO.name, &self.privacy_pdo),
+            (keys::PRIVACY_SUPERVISOR.name, &self.privacy_supervisor),
         ];
         for (key, value) in contacts {
             let value = value.as_deref().unwrap_or_default();
@@ -467,12 +467,12 @@ impl Loader {
     }
 
     /// The raw value of `name` (or its default) and where it came from.
-    fn raw(&self, name: &'static str) -> Option<(&str, Source)> {
-        if let Some(raw) = self.raw.get(name) {
+    fn raw(&self, key: &'static Key) -> Option<(&str, Source)> {
+        if let Some(raw) = self.raw.get(key.name) {
             return Some((raw.value.as_str(), raw.source.clone()));
         }
-        match self.key(name).map(|k| k.default) {
-            Some(DefaultValue::Value(v)) => Some((v, Source::Default)),
+        match key.default {
+            DefaultValue::Value(v) => Some((v, Source::Default)),
             _ => None,
         }
     }
@@ -496,7 +496,7 @@ impl Loader {
         Ok(())
     }
 
-    fn invalid(&self, name: &'static str, value: &str, source: &Source, why: &str) -> Error {
+    fn invalid(&self, name: &str, value: &str, source: &Source, why: &str) -> Error {
         let value = brief(value);
         let place = match source {
             Source::File { path, line } => format!("{}:{line}: {name} = {value:?}", path.display()),
@@ -507,66 +507,66 @@ impl Loader {
     }
 
     /// Parses `name` with `parse`, which returns `None` for a value of the wrong form.
-    fn typed<T>(&self, name: &'static str, parse: impl Fn(&str) -> Option<T>) -> Result<T, Error> {
-        let kind = self.key(name).map_or(Kind::Text, |k| k.kind);
-        self.checked(name, kind.expectation(), parse)
+    fn typed<T>(&self, key: &'static Key, parse: impl Fn(&str) -> Option<T>) -> Result<T, Error> {
+        self.checked(key, key.kind.expectation(), parse)
     }
 
     /// Like [`Loader::typed`], with a rule of the key's own: `expected` describes it.
     fn checked<T>(
         &self,
-        name: &'static str,
+        key: &'static Key,
         expected: &str,
         parse: impl Fn(&str) -> Option<T>,
     ) -> Result<T, Error> {
         let (value, source) = self
-            .raw(name)
-            .ok_or_else(|| Error::new(format!("{name} must be set")))?;
-        parse(value).ok_or_else(|| self.invalid(name, value, &source, expected))
+            .raw(key)
+            .ok_or_else(|| Error::new(format!("{} must be set", key.name)))?;
+        parse(value).ok_or_else(|| self.invalid(key.name, value, &source, expected))
     }
 
     /// Like [`Loader::typed`], but an absent key is `None` instead of an error.
     fn optional_typed<T>(
         &self,
-        name: &'static str,
+        key: &'static Key,
         parse: impl Fn(&str) -> Option<T>,
     ) -> Result<Option<T>, Error> {
-        match self.raw(name) {
+        match self.raw(key) {
             None => Ok(None),
-            Some(_) => self.typed(name, parse).map(Some),
+            Some(_) => self.typed(key, parse).map(Some),
         }
     }
 
     /// A whole number as the key's kind allows ([`Kind::Count`], [`Kind::Positive`] or
     /// [`Kind::Days`]).
-    fn count(&self, name: &'static str) -> Result<u32, Error> {
-        let kind = self.key(name).map_or(Kind::Count, |key| key.kind);
-        self.typed(name, |v| kind.accepts(v).then(|| v.parse().ok()).flatten())
+    fn count(&self, key: &'static Key) -> Result<u32, Error> {
+        self.typed(key, |v| {
+            key.kind.accepts(v).then(|| v.parse().ok()).flatten()
+        })
     }
 
-    fn port(&self, name: &'static str) -> Result<u16, Error> {
-        self.typed(name, |v| v.parse().ok().filter(|p| *p != 0))
+    fn port(&self, key: &'static Key) -> Result<u16, Error> {
+        self.typed(key, |v| v.parse().ok().filter(|p| *p != 0))
     }
 
-    fn flag(&self, name: &'static str) -> Result<bool, Error> {
-        self.typed(name, parse_bool)
+    fn flag(&self, key: &'static Key) -> Result<bool, Error> {
+        self.typed(key, parse_bool)
     }
 
-    fn size_mb(&self, name: &'static str) -> Result<u64, Error> {
-        self.typed(name, parse_size_mb)
+    fn size_mb(&self, key: &'static Key) -> Result<u64, Error> {
+        self.typed(key, parse_size_mb)
     }
 
     /// `max_mailbox_size`: a size, and not zero (no mailbox could hold a message).
     fn mailbox_size_mb(&self) -> Result<u64, Error> {
         self.checked(
-            "max_mailbox_size",
+            keys::MAX_MAILBOX_SIZE,
             "a size above 0, such as 500M, 2G or 256 (megabytes)",
             |v| parse_size_mb(v).filter(|size| *size > 0),
         )
     }
 
-    fn path(&self, name: &'static str) -> Result<PathBuf, Error> {
-        self.typed(name, |v| Some(PathBuf::from(v)).filter(|p| p.is_absolute()))
+    fn path(&self, key: &'static Key) -> Result<PathBuf, Error> {
+        self.typed(key, |v| Some(PathBuf::from(v)).filter(|p| p.is_absolute()))
     }
 
     /// `mailboxes_dir`: the deployment gives it to vmail with mode 0700, so it must be a
@@ -575,7 +575,7 @@ impl Loader {
         let expected = "an absolute path of a directory of its own (without `.` or `..`): not \
                         `/`, a system directory or one inside /etc, /usr, /boot, /dev, /proc, \
                         /sys or /run";
-        self.checked("mailboxes_dir", expected, |value| {
+        self.checked(keys::MAILBOXES_DIR, expected, |value| {
             let path = PathBuf::from(value);
             let plain = path.is_absolute()
                 && path
@@ -597,23 +597,21 @@ impl Loader {
         })
     }
 
-    fn text(&self, name: &'static str) -> String {
-        self.raw(name)
-            .map(|(v, _)| v.to_owned())
-            .unwrap_or_default()
+    fn text(&self, key: &'static Key) -> String {
+        self.raw(key).map(|(v, _)| v.to_owned()).unwrap_or_default()
     }
 
     /// `None` when the key is absent; `Some` (possibly empty) when it was given.
-    fn optional(&self, name: &'static str) -> Option<String> {
-        self.raw.get(name).map(|raw| raw.value.clone())
+    fn optional(&self, key: &'static Key) -> Option<String> {
+        self.raw.get(key.name).map(|raw| raw.value.clone())
     }
 
     fn build(self) -> Result<Config, Error> {
-        let mail_domain_bare = match self.raw("mail_domain") {
+        let mail_domain_bare = match self.raw(keys::MAIL_DOMAIN) {
             None => return Err(Error::new("mail_domain is not set; it is required")),
             Some((value, source)) if !is_valid_domain(value) => {
                 return Err(self.invalid(
-                    "mail_domain",
+                    keys::MAIL_DOMAIN.name,
                     value,
                     &source,
                     Kind::Domain.expectation(),
@@ -621,7 +619,7 @@ impl Loader {
             }
             Some((value, source)) if value.len() > MAX_DOMAIN_CHARS => {
                 return Err(self.invalid(
-                    "mail_domain",
+                    keys::MAIL_DOMAIN.name,
                     value,
                     &source,
                     &format!(
@@ -638,14 +636,14 @@ impl Loader {
             None => (mail_domain_bare.clone(), mail_domain_bare.clone()),
         };
         let tls = self.tls(&mail_domain_bare, ipv4_relay.is_some())?;
-        let max_mailbox_size = self.text("max_mailbox_size");
-        let iroh_setting = self.optional("iroh_relay");
+        let max_mailbox_size = self.text(keys::MAX_MAILBOX_SIZE);
+        let iroh_setting = self.optional(keys::IROH_RELAY);
         let mtail_address = self
-            .optional_typed("mtail_address", |v| {
+            .optional_typed(keys::MTAIL_ADDRESS, |v| {
                 Kind::Address.accepts(v).then(|| v.to_owned())
             })?
             .filter(|v| !v.is_empty());
-        let mailboxes_dir = match self.raw.contains_key("mailboxes_dir") {
+        let mailboxes_dir = match self.raw.contains_key(keys::MAILBOXES_DIR.name) {
             true => self.mailboxes_dir()?,
             false => PathBuf::from(format!("/home/vmail/mail/{mail_domain}")),
         };
@@ -653,45 +651,45 @@ impl Loader {
             ipv4_relay,
             postfix_myhostname,
             tls,
-            max_user_send_per_minute: self.count("max_user_send_per_minute")?,
-            max_user_send_burst_size: self.count("max_user_send_burst_size")?,
+            max_user_send_per_minute: self.count(keys::MAX_USER_SEND_PER_MINUTE)?,
+            max_user_send_burst_size: self.count(keys::MAX_USER_SEND_BURST_SIZE)?,
             max_mailbox_size_mb: self.mailbox_size_mb()?,
             max_mailbox_size,
-            max_message_size: self.count("max_message_size")?.into(),
-            delete_mails_after: self.count("delete_mails_after")?,
-            delete_large_after: self.count("delete_large_after")?,
-            delete_inactive_users_after: self.count("delete_inactive_users_after")?,
-            username_min_length: self.count("username_min_length")?,
-            username_max_length: self.count("username_max_length")?,
-            password_min_length: self.count("password_min_length")?,
-            max_imap_connections: self.count("max_imap_connections")?,
-            max_smtp_connections: self.count("max_smtp_connections")?,
-            max_load_1m: self.typed("max_load_1m", |v| {
+            max_message_size: self.count(keys::MAX_MESSAGE_SIZE)?.into(),
+            delete_mails_after: self.count(keys::DELETE_MAILS_AFTER)?,
+            delete_large_after: self.count(keys::DELETE_LARGE_AFTER)?,
+            delete_inactive_users_after: self.count(keys::DELETE_INACTIVE_USERS_AFTER)?,
+            username_min_length: self.count(keys::USERNAME_MIN_LENGTH)?,
+            username_max_length: self.count(keys::USERNAME_MAX_LENGTH)?,
+            password_min_length: self.count(keys::PASSWORD_MIN_LENGTH)?,
+            max_imap_connections: self.count(keys::MAX_IMAP_CONNECTIONS)?,
+            max_smtp_connections: self.count(keys::MAX_SMTP_CONNECTIONS)?,
+            max_load_1m: self.typed(keys::MAX_LOAD_1M, |v| {
                 v.parse::<f64>().ok().filter(|f| f.is_finite() && *f >= 0.0)
             })?,
-            min_available_memory_mb: self.size_mb("min_available_memory")?,
-            min_free_disk_space_mb: self.size_mb("min_free_disk_space")?,
-            acme_email: self.text("acme_email"),
-            www_folder: self.text("www_folder"),
-            disable_ipv6: self.flag("disable_ipv6")?,
+            min_available_memory_mb: self.size_mb(keys::MIN_AVAILABLE_MEMORY)?,
+            min_free_disk_space_mb: self.size_mb(keys::MIN_FREE_DISK_SPACE)?,
+            acme_email: self.text(keys::ACME_EMAIL),
+            www_folder: self.text(keys::WWW_FOLDER),
+            disable_ipv6: self.flag(keys::DISABLE_IPV6)?,
             enable_iroh_relay: iroh_setting.is_none(),
             iroh_relay: iroh_setting.unwrap_or_else(|| format!("https://{mail_domain_bare}")),
             mtail_address,
-            turn_socket_path: self.path("turn_socket_path")?,
-            filtermail_smtp_port: self.port("filtermail_smtp_port")?,
-            filtermail_smtp_port_incoming: self.port("filtermail_smtp_port_incoming")?,
-            filtermail_http_port_incoming: self.port("filtermail_http_port_incoming")?,
-            filtermail_lmtp_port_transport: self.port("filtermail_lmtp_port_transport")?,
-            postfix_reinject_port: self.port("postfix_reinject_port")?,
-            postfix_reinject_port_incoming: self.port("postfix_reinject_port_incoming")?,
-            imap_rawlog: self.flag("imap_rawlog")?,
-            imap_compress: self.flag("imap_compress")?,
+            turn_socket_path: self.path(keys::TURN_SOCKET_PATH)?,
+            filtermail_smtp_port: self.port(keys::FILTERMAIL_SMTP_PORT)?,
+            filtermail_smtp_port_incoming: self.port(keys::FILTERMAIL_SMTP_PORT_INCOMING)?,
+            filtermail_http_port_incoming: self.port(keys::FILTERMAIL_HTTP_PORT_INCOMING)?,
+            filtermail_lmtp_port_transport: self.port(keys::FILTERMAIL_LMTP_PORT_TRANSPORT)?,
+            postfix_reinject_port: self.port(keys::POSTFIX_REINJECT_PORT)?,
+            postfix_reinject_port_incoming: self.port(keys::POSTFIX_REINJECT_PORT_INCOMING)?,
+            imap_rawlog: self.flag(keys::IMAP_RAWLOG)?,
+            imap_compress: self.flag(keys::IMAP_COMPRESS)?,
             mailboxes_dir,
-            passdb_path: self.path("passdb_path")?,
-            privacy_postal: self.optional("privacy_postal"),
-            privacy_mail: self.optional("privacy_mail"),
-            privacy_pdo: self.optional("privacy_pdo"),
-            privacy_supervisor: self.optional("privacy_supervisor"),
+            passdb_path: self.path(keys::PASSDB_PATH)?,
+            privacy_postal: self.optional(keys::PRIVACY_POSTAL),
+            privacy_mail: self.optional(keys::PRIVACY_MAIL),
+            privacy_pdo: self.optional(keys::PRIVACY_PDO),
+            privacy_supervisor: self.optional(keys::PRIVACY_SUPERVISOR),
             mail_domain,
             mail_domain_bare,
             origin: PathBuf::new(),
@@ -710,13 +708,13 @@ impl Loader {
 
     fn tls(&self, bare: &str, ipv4: bool) -> Result<Tls, Error> {
         let (external, source) = self
-            .raw("tls_external_cert_and_key")
+            .raw(keys::TLS_EXTERNAL_CERT_AND_KEY)
             .unwrap_or(("", Source::Default));
         if !external.is_empty() {
             let paths: Vec<&str> = external.split_whitespace().collect();
             let [cert, key] = paths[..] else {
                 return Err(self.invalid(
-                    "tls_external_cert_and_key",
+                    keys::TLS_EXTERNAL_CERT_AND_KEY.name,
                     external,
                     &source,
                     "two space-separated absolute paths: certificate, then key",
@@ -724,7 +722,7 @@ impl Loader {
             };
             if !cert.starts_with('/') || !key.starts_with('/') {
                 return Err(self.invalid(
-                    "tls_external_cert_and_key",
+                    keys::TLS_EXTERNAL_CERT_AND_KEY.name,
                     external,
                     &source,
                     "two space-separated absolute paths: certificate, then key",
@@ -756,13 +754,13 @@ impl Loader {
     /// stored as `true` or `false`, so that [`Config::extension`] reads it with `FromStr`.
     fn check_extension(&mut self, key: &'static Key) -> Result<(), Error> {
         if key.kind == Kind::Bool
-            && let Some((value, _)) = self.raw(key.name)
+            && let Some((value, _)) = self.raw(key)
             && let Some(flag) = parse_bool(value)
             && let Some(raw) = self.raw.get_mut(key.name)
         {
             raw.value = flag.to_string();
         }
-        match self.raw(key.name) {
+        match self.raw(key) {
             Some((value, source)) if !key.kind.accepts(value) => {
                 Err(self.invalid(key.name, value, &source, key.kind.expectation()))
             }
@@ -849,22 +847,22 @@ impl Config {
     /// Two internal services on one port would fail at runtime in confusing ways: refuse early.
     fn check_ports(&self) -> Result<(), Error> {
         let ports = [
-            ("filtermail_smtp_port", self.filtermail_smtp_port),
+            (keys::FILTERMAIL_SMTP_PORT.name, self.filtermail_smtp_port),
             (
-                "filtermail_smtp_port_incoming",
+                keys::FILTERMAIL_SMTP_PORT_INCOMING.name,
                 self.filtermail_smtp_port_incoming,
             ),
             (
-                "filtermail_http_port_incoming",
+                keys::FILTERMAIL_HTTP_PORT_INCOMING.name,
                 self.filtermail_http_port_incoming,
             ),
             (
-                "filtermail_lmtp_port_transport",
+                keys::FILTERMAIL_LMTP_PORT_TRANSPORT.name,
                 self.filtermail_lmtp_port_transport,
             ),
-            ("postfix_reinject_port", self.postfix_reinject_port),
+            (keys::POSTFIX_REINJECT_PORT.name, self.postfix_reinject_port),
             (
-                "postfix_reinject_port_incoming",
+                keys::POSTFIX_REINJECT_PORT_INCOMING.name,
                 self.postfix_reinject_port_incoming,
             ),
         ];

@@ -165,293 +165,110 @@ impl Key {
 
 /// Looks a key up by name.
 pub fn key(name: &str) -> Option<&'static Key> {
-    KEYS.iter().find(|k| k.name == name)
+    KEYS.iter().copied().find(|k| k.name == name)
 }
 
-const fn k(
-    name: &'static str,
-    kind: Kind,
-    default: DefaultValue,
-    group: Group,
-    help: &'static str,
-) -> Key {
-    Key {
-        name,
-        kind,
-        default,
-        group,
-        help,
-    }
+/// Declares each key once: a constant in [`keys`] (so code names a key by a constant the
+/// compiler checks) and its place in [`KEYS`].
+macro_rules! keys {
+    ($($constant:ident = $name:literal, $kind:ident, $default:expr, $group:ident,
+        $help:literal;)*) => {
+        /// One constant per key, named after it.
+        pub mod keys {
+            use super::{DefaultValue::*, Group, Key, Kind};
+            $(
+                #[doc = concat!("`", $name, "`: ", $help)]
+                pub const $constant: &Key = &Key {
+                    name: $name,
+                    kind: Kind::$kind,
+                    default: $default,
+                    group: Group::$group,
+                    help: $help,
+                };
+            )*
+        }
+
+        /// Every key `chatmail.ini` understands, in the order `cmdeploy init` shows them.
+        pub static KEYS: &[&Key] = &[$(keys::$constant),*];
+    };
 }
 
-use DefaultValue::{Derived, Required, Unset, Value};
-
-/// Every key `chatmail.ini` understands, in the order `cmdeploy init` shows them.
-pub static KEYS: &[Key] = &[
-    k(
-        "mail_domain",
-        Kind::Domain,
-        Required,
-        Group::Domain,
-        "Domain (or IPv4 address) of the relay; addresses look like user@mail_domain.",
-    ),
-    k(
-        "username_min_length",
-        Kind::Positive,
-        Value("9"),
-        Group::Addresses,
-        "Shortest allowed local part of a new address.",
-    ),
-    k(
-        "username_max_length",
-        Kind::Positive,
-        Value("9"),
-        Group::Addresses,
-        "Longest allowed local part of a new address.",
-    ),
-    k(
-        "password_min_length",
-        Kind::Positive,
-        Value("9"),
-        Group::Addresses,
-        "Shortest allowed password of a new account.",
-    ),
-    k(
-        "max_user_send_per_minute",
-        Kind::Positive,
-        Value("60"),
-        Group::Limits,
-        "Messages one user may send per minute on average.",
-    ),
-    k(
-        "max_user_send_burst_size",
-        Kind::Positive,
-        Value("10"),
-        Group::Limits,
-        "Messages one user may send in a burst before the per-minute rate applies.",
-    ),
-    k(
-        "max_mailbox_size",
-        Kind::Size,
-        Value("500M"),
-        Group::Limits,
-        "Mailbox quota; the oldest messages are removed when 75% of it is reached.",
-    ),
-    k(
-        "max_message_size",
-        Kind::Positive,
-        Value("31457280"),
-        Group::Limits,
-        "Largest accepted message, in bytes.",
-    ),
-    k(
-        "delete_mails_after",
-        Kind::Days,
-        Value("20"),
-        Group::Limits,
-        "Days after which messages are deleted from the server.",
-    ),
-    k(
-        "delete_large_after",
-        Kind::Days,
-        Value("7"),
-        Group::Limits,
-        "Days after which messages larger than 200 KB are deleted.",
-    ),
-    k(
-        "delete_inactive_users_after",
-        Kind::Days,
-        Value("90"),
-        Group::Limits,
-        "Days without login after which an account and its mail are deleted.",
-    ),
-    k(
-        "max_imap_connections",
-        Kind::Positive,
-        Value("10000"),
-        Group::Limits,
-        "Most concurrent IMAP sessions (one process each).",
-    ),
-    k(
-        "max_smtp_connections",
-        Kind::Positive,
-        Value("1000"),
-        Group::Limits,
-        "Most concurrent SMTP submission connections per port; one client gets a fifth of it.",
-    ),
-    k(
-        "max_load_1m",
-        Kind::Decimal,
-        Value("5"),
-        Group::Limits,
-        "New accounts are refused while the 1-minute load average is above this.",
-    ),
-    k(
-        "min_available_memory",
-        Kind::Size,
-        Value("200M"),
-        Group::Limits,
-        "New accounts are refused while less memory than this is available.",
-    ),
-    k(
-        "min_free_disk_space",
-        Kind::Size,
-        Value("1G"),
-        Group::Limits,
-        "New accounts are refused while the mailbox file system has less free space than this.",
-    ),
-    k(
-        "tls_external_cert_and_key",
-        Kind::CertAndKey,
-        Value(""),
-        Group::Tls,
-        "Use certificates managed elsewhere: certificate path and key path, space-separated.\n\
-         Empty: Let's Encrypt via acmetool, or a self-signed certificate for IPv4 and _-domains.",
-    ),
-    k(
-        "acme_email",
-        Kind::Text,
-        Value(""),
-        Group::Tls,
-        "Contact address given to Let's Encrypt.",
-    ),
-    k(
-        "www_folder",
-        Kind::Text,
-        Value(""),
-        Group::Website,
-        "Folder with the website's pages; empty: a built-in site generated from these settings;\n\
-         `disabled`: deploy no website.",
-    ),
-    k(
-        "disable_ipv6",
-        Kind::Bool,
-        Value("false"),
-        Group::Deployment,
-        "Bind only IPv4 addresses (for hosts without IPv6).",
-    ),
-    k(
-        "iroh_relay",
-        Kind::Text,
-        Unset,
-        Group::Deployment,
-        "URL of the iroh relay announced to clients. Unset: https://<mail_domain>, served by a\n\
-         local iroh-relay. Set (even empty): that URL, and no local iroh-relay.",
-    ),
-    k(
-        "mtail_address",
-        Kind::Address,
-        Unset,
-        Group::Deployment,
-        "Address on which mtail (port 3903) and Dovecot (port 3904) serve metrics; unset: none.\n\
-         Never a public address.",
-    ),
-    k(
-        "turn_socket_path",
-        Kind::Path,
-        Value("/run/chatmail-turn/turn.socket"),
-        Group::Deployment,
-        "Unix socket of the TURN server, asked for credentials by chatmail-metadata.",
-    ),
-    k(
-        "filtermail_smtp_port",
-        Kind::Port,
-        Value("10080"),
-        Group::Ports,
-        "filtermail's before-queue proxy for outgoing mail.",
-    ),
-    k(
-        "filtermail_smtp_port_incoming",
-        Kind::Port,
-        Value("10081"),
-        Group::Ports,
-        "filtermail's before-queue proxy for incoming mail.",
-    ),
-    k(
-        "filtermail_http_port_incoming",
-        Kind::Port,
-        Value("10082"),
-        Group::Ports,
-        "filtermail's HTTP receiver behind /mxdeliv.",
-    ),
-    k(
-        "filtermail_lmtp_port_transport",
-        Kind::Port,
-        Value("10083"),
-        Group::Ports,
-        "filtermail's LMTP transport for remote delivery.",
-    ),
-    k(
-        "postfix_reinject_port",
-        Kind::Port,
-        Value("10025"),
-        Group::Ports,
-        "Postfix port taking filtered outgoing mail back.",
-    ),
-    k(
-        "postfix_reinject_port_incoming",
-        Kind::Port,
-        Value("10026"),
-        Group::Ports,
-        "Postfix port taking filtered incoming mail back.",
-    ),
-    k(
-        "imap_rawlog",
-        Kind::Bool,
-        Value("false"),
-        Group::Debugging,
-        "Record raw IMAP sessions into each user's mail folder.",
-    ),
-    k(
-        "imap_compress",
-        Kind::Bool,
-        Value("false"),
-        Group::Debugging,
-        "Offer IMAP COMPRESS (turns IMAP hibernation off).",
-    ),
-    k(
-        "mailboxes_dir",
-        Kind::Path,
-        Derived("/home/vmail/mail/<mail_domain>"),
-        Group::Legacy,
-        "Where mailboxes live (deprecated: keep the default).",
-    ),
-    k(
-        "passdb_path",
-        Kind::Path,
-        Value("/home/vmail/passdb.sqlite"),
-        Group::Legacy,
-        "Password database of very old relays, migrated once.",
-    ),
-    k(
-        "privacy_postal",
-        Kind::Lines,
-        Unset,
-        Group::Privacy,
-        "Postal address of the operator.",
-    ),
-    k(
-        "privacy_mail",
-        Kind::Text,
-        Unset,
-        Group::Privacy,
-        "E-mail address of the operator.",
-    ),
-    k(
-        "privacy_pdo",
-        Kind::Text,
-        Unset,
-        Group::Privacy,
-        "Contact of the data protection officer.",
-    ),
-    k(
-        "privacy_supervisor",
-        Kind::Text,
-        Unset,
-        Group::Privacy,
-        "Data protection supervisory authority.",
-    ),
-];
+keys! {
+    MAIL_DOMAIN = "mail_domain", Domain, Required, Domain,
+        "Domain (or IPv4 address) of the relay; addresses look like user@mail_domain.";
+    USERNAME_MIN_LENGTH = "username_min_length", Positive, Value("9"), Addresses,
+        "Shortest allowed local part of a new address.";
+    USERNAME_MAX_LENGTH = "username_max_length", Positive, Value("9"), Addresses,
+        "Longest allowed local part of a new address.";
+    PASSWORD_MIN_LENGTH = "password_min_length", Positive, Value("9"), Addresses,
+        "Shortest allowed password of a new account.";
+    MAX_USER_SEND_PER_MINUTE = "max_user_send_per_minute", Positive, Value("60"), Limits,
+        "Messages one user may send per minute on average.";
+    MAX_USER_SEND_BURST_SIZE = "max_user_send_burst_size", Positive, Value("10"), Limits,
+        "Messages one user may send in a burst before the per-minute rate applies.";
+    MAX_MAILBOX_SIZE = "max_mailbox_size", Size, Value("500M"), Limits,
+        "Mailbox quota; the oldest messages are removed when 75% of it is reached.";
+    MAX_MESSAGE_SIZE = "max_message_size", Positive, Value("31457280"), Limits,
+        "Largest accepted message, in bytes.";
+    DELETE_MAILS_AFTER = "delete_mails_after", Days, Value("20"), Limits,
+        "Days after which messages are deleted from the server.";
+    DELETE_LARGE_AFTER = "delete_large_after", Days, Value("7"), Limits,
+        "Days after which messages larger than 200 KB are deleted.";
+    DELETE_INACTIVE_USERS_AFTER = "delete_inactive_users_after", Days, Value("90"), Limits,
+        "Days without login after which an account and its mail are deleted.";
+    MAX_IMAP_CONNECTIONS = "max_imap_connections", Positive, Value("10000"), Limits,
+        "Most concurrent IMAP sessions (one process each).";
+    MAX_SMTP_CONNECTIONS = "max_smtp_connections", Positive, Value("1000"), Limits,
+        "Most concurrent SMTP submission connections per port; one client gets a fifth of it.";
+    MAX_LOAD_1M = "max_load_1m", Decimal, Value("5"), Limits,
+        "New accounts are refused while the 1-minute load average is above this.";
+    MIN_AVAILABLE_MEMORY = "min_available_memory", Size, Value("200M"), Limits,
+        "New accounts are refused while less memory than this is available.";
+    MIN_FREE_DISK_SPACE = "min_free_disk_space", Size, Value("1G"), Limits,
+        "New accounts are refused while the mailbox file system has less free space than this.";
+    TLS_EXTERNAL_CERT_AND_KEY = "tls_external_cert_and_key", CertAndKey, Value(""), Tls,
+        "";
+    ACME_EMAIL = "acme_email", Text, Value(""), Tls,
+        "Contact address given to Let's Encrypt.";
+    WWW_FOLDER = "www_folder", Text, Value(""), Website,
+        "";
+    DISABLE_IPV6 = "disable_ipv6", Bool, Value("false"), Deployment,
+        "Bind only IPv4 addresses (for hosts without IPv6).";
+    IROH_RELAY = "iroh_relay", Text, Unset, Deployment,
+        "";
+    MTAIL_ADDRESS = "mtail_address", Address, Unset, Deployment,
+        "";
+    TURN_SOCKET_PATH = "turn_socket_path", Path, Value("/run/chatmail-turn/turn.socket"), Deployment,
+        "Unix socket of the TURN server, asked for credentials by chatmail-metadata.";
+    FILTERMAIL_SMTP_PORT = "filtermail_smtp_port", Port, Value("10080"), Ports,
+        "filtermail's before-queue proxy for outgoing mail.";
+    FILTERMAIL_SMTP_PORT_INCOMING = "filtermail_smtp_port_incoming", Port, Value("10081"), Ports,
+        "filtermail's before-queue proxy for incoming mail.";
+    FILTERMAIL_HTTP_PORT_INCOMING = "filtermail_http_port_incoming", Port, Value("10082"), Ports,
+        "filtermail's HTTP receiver behind /mxdeliv.";
+    FILTERMAIL_LMTP_PORT_TRANSPORT = "filtermail_lmtp_port_transport", Port, Value("10083"), Ports,
+        "filtermail's LMTP transport for remote delivery.";
+    POSTFIX_REINJECT_PORT = "postfix_reinject_port", Port, Value("10025"), Ports,
+        "Postfix port taking filtered outgoing mail back.";
+    POSTFIX_REINJECT_PORT_INCOMING = "postfix_reinject_port_incoming", Port, Value("10026"), Ports,
+        "Postfix port taking filtered incoming mail back.";
+    IMAP_RAWLOG = "imap_rawlog", Bool, Value("false"), Debugging,
+        "Record raw IMAP sessions into each user's mail folder.";
+    IMAP_COMPRESS = "imap_compress", Bool, Value("false"), Debugging,
+        "Offer IMAP COMPRESS (turns IMAP hibernation off).";
+    MAILBOXES_DIR = "mailboxes_dir", Path, Derived("/home/vmail/mail/<mail_domain>"), Legacy,
+        "Where mailboxes live (deprecated: keep the default).";
+    PASSDB_PATH = "passdb_path", Path, Value("/home/vmail/passdb.sqlite"), Legacy,
+        "Password database of very old relays, migrated once.";
+    PRIVACY_POSTAL = "privacy_postal", Lines, Unset, Privacy,
+        "Postal address of the operator.";
+    PRIVACY_MAIL = "privacy_mail", Text, Unset, Privacy,
+        "E-mail address of the operator.";
+    PRIVACY_PDO = "privacy_pdo", Text, Unset, Privacy,
+        "Contact of the data protection officer.";
+    PRIVACY_SUPERVISOR = "privacy_supervisor", Text, Unset, Privacy,
+        "Data protection supervisory authority.";
+}
 
 #[cfg(test)]
 mod tests {
