@@ -211,15 +211,26 @@ fn a_custom_www_folder_is_deployed_as_it_is_and_a_missing_one_stops_the_run() {
     assert_eq!(owner(&root, "/var/www/html/img/logo.png"), WWW_DATA);
     assert!(!root.path.join("var/www/html/info.html").exists());
 
-    // A file removed from the folder stays on the relay, as with upstream's rsync.
+    // A page removed from the folder goes from the relay (cmdeploy put it there); a file
+    // someone else put there stays.
+    std::fs::write(root.path.join("var/www/html/operator.txt"), "mine").unwrap();
     std::fs::remove_file(www.join("old.html")).unwrap();
     let again = root_deploy(&root, &config, &[]);
     assert!(
-        again.stdout.contains("nothing to change"),
+        again
+            .stdout
+            .contains("website: remove /var/www/html/old.html (no longer declared)"),
         "{}",
         again.stdout
     );
-    assert!(root.path.join("var/www/html/old.html").exists());
+    assert!(!root.path.join("var/www/html/old.html").exists());
+    assert!(root.path.join("var/www/html/operator.txt").exists());
+    let third = root_deploy(&root, &config, &[]);
+    assert!(
+        third.stdout.contains("nothing to change"),
+        "{}",
+        third.stdout
+    );
 
     let missing = config_file(
         dir.path(),
