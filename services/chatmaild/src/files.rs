@@ -119,6 +119,23 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_atomic_writes_leave_one_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        write_atomic(&path, b"first").unwrap();
+        let contents: Vec<String> = (0..30).map(|i| format!("content {i}")).collect();
+        std::thread::scope(|scope| {
+            for content in &contents {
+                let path = &path;
+                scope.spawn(move || write_atomic(path, content.as_bytes()).unwrap());
+            }
+        });
+        let last = std::fs::read_to_string(&path).unwrap();
+        assert!(contents.contains(&last), "{last:?}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
     fn a_held_lock_times_out_and_is_free_after_drop() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.lock");

@@ -22,20 +22,25 @@ pub const DEFAULT_LEGACY_METRICS: &str = "/var/www/html/metrics";
 pub struct Filter {
     /// Only accounts whose last login is at least this many days before `now`.
     pub min_login_age_days: i64,
-    /// Only messages inside a folder of this name (`cur`, `new` or `tmp`).
+    /// Only messages inside the mailbox's top folder of this name (`cur`, `new` or `tmp`).
     pub mdir: Option<String>,
 }
 
 /// The collected statistics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
+    /// Mailboxes with a `password` file.
     pub accounts: u64,
+    /// Accounts whose name starts with `ci-`.
     pub ci_accounts: u64,
     /// Per [`ACTIVE_DAYS`] entry: accounts (not `ci-`) that logged in within that many days.
     pub active: [u64; ACTIVE_DAYS.len()],
+    /// Bytes of every message of every mailbox (not filtered).
     pub message_bytes: u64,
+    /// Bytes of every other file of every mailbox (not filtered).
     pub extra_bytes: u64,
-    /// Per [`MIN_SIZES`] entry: count and bytes of the messages of at least that size.
+    /// Per [`MIN_SIZES`] entry: count and bytes of the messages of at least that size (of the
+    /// accounts and folder the [`Filter`] selects).
     pub sizes: [(u64, u64); MIN_SIZES.len()],
 }
 
@@ -54,10 +59,17 @@ impl Report {
         Ok(report)
     }
 
+    /// Adds one mailbox as upstream counts it: only a mailbox with a `password` file is an
+    /// account; storage totals take every mailbox, unfiltered; the size buckets take the
+    /// messages of accounts whose last login is old enough, inside the `mdir` folder.
     fn add(&mut self, stats: &MailboxStats, now: i64, filter: &Filter) {
+        self.message_bytes += stats.messages.iter().map(|f| f.size).sum::<u64>();
+        self.extra_bytes += stats.extra.iter().map(|f| f.size).sum::<u64>();
+        let Some(last_login) = stats.last_login else {
+            return;
+        };
         self.accounts += 1;
         let name = stats.dir.file_name().unwrap_or_default().to_string_lossy();
-        let last_login = stats.last_login.unwrap_or(0);
         if name.starts_with("ci-") {
             self.ci_accounts += 1;
         } else {
@@ -67,18 +79,19 @@ impl Report {
                 }
             }
         }
-        self.extra_bytes += stats.extra.iter().map(|f| f.size).sum::<u64>();
         if last_login > now - filter.min_login_age_days * DAY {
             return;
         }
-        let folder = filter.mdir.as_ref().map(|m| format!("/{m}/"));
         for message in &stats.messages {
-            if let Some(folder) = &folder
-                && !message.path.to_string_lossy().contains(folder.as_str())
+            let relative = message
+                .path
+                .strip_prefix(&stats.dir)
+                .unwrap_or(&message.path);
+            if let Some(mdir) = &filter.mdir
+                && !relative.starts_with(mdir)
             {
                 continue;
             }
-            self.message_bytes += message.size;
             for ((count, bytes), min) in self.sizes.iter_mut().zip(MIN_SIZES) {
                 if message.size >= min {
                     *count += 1;

@@ -142,24 +142,10 @@ impl Notifier {
     /// Creates the queue folder, re-queues what a previous run left there and starts the
     /// workers: 4 for first tries, 2 for each retry level.
     pub fn start(config: Arc<Config>, settings: Settings) -> Result<Notifier> {
-        let queue_dir = queue_dir(&config);
-        std::fs::create_dir_all(&queue_dir)
-            .with_context(|| format!("creating {}", queue_dir.display()))?;
-        let agent = ureq::AgentBuilder::new().timeout(settings.timeout).build();
-        let levels = settings.delays.iter().map(|_| Level::default()).collect();
         let notifier = Notifier {
-            shared: Arc::new(Shared {
-                config,
-                settings,
-                queue_dir,
-                levels,
-                agent,
-                seq: AtomicU64::new(0),
-                stopping: AtomicBool::new(false),
-                workers: Mutex::new(Vec::new()),
-            }),
+            shared: Arc::new(Shared::new(config, settings)?),
         };
-        notifier.requeue()?;
+        notifier.shared.requeue()?;
         let mut workers = locked(&notifier.shared.workers);
         for level in 0..notifier.shared.levels.len() {
             for _ in 0..if level == 0 { 4 } else { 2 } {
@@ -205,11 +191,38 @@ impl Notifier {
             let _ = worker.join();
         }
     }
+}
+
+fn remove(path: &Path) {
+    if let Err(err) = std::fs::remove_file(path) {
+        eprintln!("warning: removing {}: {err}", path.display());
+    }
+}
+
+impl Shared {
+    /// The queue folder (created), the levels and the HTTP agent; no workers yet.
+    fn new(config: Arc<Config>, settings: Settings) -> Result<Shared> {
+        let queue_dir = queue_dir(&config);
+        std::fs::create_dir_all(&queue_dir)
+            .with_context(|| format!("creating {}", queue_dir.display()))?;
+        let agent = ureq::AgentBuilder::new().timeout(settings.timeout).build();
+        let levels = settings.delays.iter().map(|_| Level::default()).collect();
+        Ok(Shared {
+            config,
+            settings,
+            queue_dir,
+            levels,
+            agent,
+            seq: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            workers: Mutex::new(Vec::new()),
+        })
+    }
 
     /// Puts every item file of the queue folder back at the first level; deletes temporary
     /// and unreadable files, and items already past their deadline.
     fn requeue(&self) -> Result<()> {
-        let dir = &self.shared.queue_dir;
+        let dir = &self.queue_dir;
         let entries =
             std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
         let mut items = Vec::new();
@@ -231,23 +244,15 @@ impl Notifier {
         }
         items.sort_by_key(|item| item.start_ts);
         for item in items {
-            if self.shared.past_deadline(&item, Duration::ZERO) {
-                self.shared.drop_item(&item, "past its deadline");
+            if self.past_deadline(&item, Duration::ZERO) {
+                self.drop_item(&item, "past its deadline");
             } else {
-                self.shared.push(0, Duration::ZERO, item);
+                self.push(0, Duration::ZERO, item);
             }
         }
         Ok(())
     }
-}
 
-fn remove(path: &Path) {
-    if let Err(err) = std::fs::remove_file(path) {
-        eprintln!("warning: removing {}: {err}", path.display());
-    }
-}
-
-impl Shared {
     fn push(&self, level: usize, delay: Duration, item: Item) {
         let entry = Entry {
             due: Instant::now() + delay,
@@ -378,5 +383,50 @@ mod tests {
         ] {
             assert_eq!(Item::parse("abc", bad), None, "{bad:?}");
         }
+    }
+
+    /// A relay in a temporary folder with the notifier's state, and no workers.
+    fn shared(dir: &Path) -> Shared {
+        let ini = dir.join("chatmail.ini");
+        let text = format!(
+            "[params]\nmail_domain = chat.example.org\nmailboxes_dir = {}\n",
+            dir.join("mail").display()
+        );
+        std::fs::write(&ini, text).unwrap();
+        let config = Arc::new(Config::load(&ini).unwrap());
+        Shared::new(config, Settings::new("http://127.0.0.1:9/notify")).unwrap()
+    }
+
+    #[test]
+    fn queued_items_go_out_oldest_first_after_a_restart_and_in_order_while_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path());
+        let now = crate::unix_now();
+        // Written by an earlier run, listed in no particular order.
+        for (id, age, token) in [
+            ("b1", 30, "second"),
+            ("a2", 10, "third"),
+            ("c3", 60, "first"),
+        ] {
+            let text = format!("x@chat.example.org\n{}\n{token}", now - age);
+            std::fs::write(shared.queue_dir.join(id), text).unwrap();
+        }
+        shared.requeue().unwrap();
+        // Queued while running: after what was there, in the order given.
+        for token in ["fourth", "fifth"] {
+            let item = Item::parse("new", &format!("x@chat.example.org\n{now}\n{token}"));
+            shared.push(0, Duration::ZERO, item.unwrap());
+        }
+        // Due later: last, although queued before nothing else.
+        let later = Item::parse("later", &format!("x@chat.example.org\n{now}\nsixth"));
+        shared.push(0, Duration::from_millis(50), later.unwrap());
+        let order: Vec<String> = (0..6)
+            .filter_map(|_| shared.next(0))
+            .map(|i| i.token)
+            .collect();
+        assert_eq!(
+            order,
+            ["first", "second", "third", "fourth", "fifth", "sixth"]
+        );
     }
 }

@@ -234,4 +234,20 @@ mod tests {
         add(&a, "t4", NOW).unwrap();
         assert_eq!(valid(&a, NOW).unwrap(), ["t4"]);
     }
+
+    #[test]
+    fn concurrent_changes_all_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = account(dir.path());
+        let tokens: Vec<String> = (0..20).map(|i| format!("t{i:02}")).collect();
+        std::thread::scope(|scope| {
+            for token in &tokens {
+                let a = &a;
+                scope.spawn(move || add(a, token, NOW).unwrap());
+            }
+        });
+        let mut stored = valid(&a, NOW).unwrap();
+        stored.sort();
+        assert_eq!(stored, tokens, "every read-modify-write under the lock");
+    }
 }

@@ -31,6 +31,10 @@ fn relay() -> Relay {
     file(&ci, "password", 100, 0);
     let old = relay.mailbox(&format!("old123456@{DOMAIN}"));
     file(&old, "password", 100, 120 * DAY);
+    // No password file: not an account, but its files take storage.
+    let stray = relay.mailbox(&format!("stray1234@{DOMAIN}"));
+    file(&stray, "new/c", 700, 30 * DAY);
+    file(&stray, "maildirsize", 10, 30 * DAY);
     relay
 }
 
@@ -78,9 +82,9 @@ fn prometheus_gauges_count_accounts_logins_and_storage() {
     assert_eq!(gauge(&text, "chatmail_accounts_active{days=\"150\"}"), 2);
     assert_eq!(
         gauge(&text, "chatmail_storage_bytes{kind=\"messages\"}"),
-        1100 + (2 << 20)
+        1100 + (2 << 20) + 700
     );
-    assert_eq!(gauge(&text, "chatmail_storage_bytes{kind=\"extra\"}"), 300);
+    assert_eq!(gauge(&text, "chatmail_storage_bytes{kind=\"extra\"}"), 310);
     assert_eq!(gauge(&text, "chatmail_messages_count{min_size=\"0\"}"), 3);
     assert_eq!(
         gauge(&text, "chatmail_messages_count{min_size=\"1048576\"}"),
@@ -97,22 +101,25 @@ fn prometheus_gauges_count_accounts_logins_and_storage() {
 }
 
 #[test]
-fn mdir_and_login_age_filter_the_messages() {
+fn mdir_and_login_age_filter_the_size_buckets_not_the_totals() {
     let relay = relay();
     let prom = relay.path("r.prom");
-    let bytes = |args: &[&str]| {
+    let gauges = |args: &[&str]| {
         let mut all = vec!["--textfile", prom.to_str().unwrap()];
         all.extend_from_slice(args);
         run(&relay, &all);
-        gauge(
-            &std::fs::read_to_string(&prom).unwrap(),
-            "chatmail_storage_bytes{kind=\"messages\"}",
-        )
+        let text = std::fs::read_to_string(&prom).unwrap();
+        let total = gauge(&text, "chatmail_storage_bytes{kind=\"messages\"}");
+        let bucket = gauge(&text, "chatmail_messages_bytes{min_size=\"0\"}");
+        (total, bucket)
     };
-    assert_eq!(bytes(&["--mdir", "new"]), 600);
-    assert_eq!(bytes(&["--mdir", "cur"]), 500 + (2 << 20));
-    assert_eq!(bytes(&["--min-login-age", "4"]), 1100 + (2 << 20));
-    assert_eq!(bytes(&["--min-login-age", "6"]), 0);
+    let total = 1100 + (2 << 20) + 700;
+    // The stray mailbox's message is in the total only; `.DeltaChat/cur` is not `cur`.
+    assert_eq!(gauges(&[]), (total, 1100 + (2 << 20)));
+    assert_eq!(gauges(&["--mdir", "new"]), (total, 600));
+    assert_eq!(gauges(&["--mdir", "cur"]), (total, 500));
+    assert_eq!(gauges(&["--min-login-age", "4"]), (total, 1100 + (2 << 20)));
+    assert_eq!(gauges(&["--min-login-age", "6"]), (total, 0));
 }
 
 #[test]
@@ -130,6 +137,10 @@ fn summary_and_legacy_metrics() {
     assert_eq!(gauge(&text, "accounts "), 3);
     assert_eq!(gauge(&text, "ci_accounts "), 1);
     assert_eq!(gauge(&text, "nonci_accounts "), 2);
+    // Five days ago, user12345 had just logged in; old123456 was 115 days in the past.
+    let earlier = run(&relay, &["--days", "5"]);
+    assert!(earlier.contains("active within   1 days: 1"), "{earlier}");
+    assert!(earlier.contains("active within 150 days: 2"), "{earlier}");
     let only_two = run(&relay, &["--maxnum", "2"]);
     assert!(only_two.contains("accounts: 2 "), "{only_two}");
 }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use chatmaild::fsreport::{DEFAULT_LEGACY_METRICS, Filter, Report, write_metrics};
 use clap::Parser;
 
-/// Report accounts, logins and storage of the relay's mailboxes.
+/// Report accounts (mailboxes with a password file), logins and storage of the relay's
+/// mailboxes.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -15,10 +16,11 @@ struct Args {
     /// Pretend today is this many days earlier.
     #[arg(long, default_value_t = 0)]
     days: i64,
-    /// Count messages only of accounts whose last login is at least this many days ago.
+    /// Sum message sizes only of accounts whose last login is at least this many days ago
+    /// (the storage totals always count every mailbox).
     #[arg(long, default_value_t = 0)]
     min_login_age: i64,
-    /// Count only messages in folders of this name.
+    /// Sum message sizes only of the mailboxes' top folder of this name.
     #[arg(long, value_parser = ["cur", "new", "tmp"])]
     mdir: Option<String>,
     /// Look at no more than this many mailboxes.
