@@ -673,7 +673,7 @@ impl<'t> Engine<'t> {
         Ok(())
     }
 
-    /// Runs the change commands (e.g. `postmap`) a changed file owes, including those an
+    /// Runs the change commands (e.g. `sysctl --load`) a changed file owes, including those an
     /// interrupted run still owed; each is forgotten only once it succeeded.
     fn change_commands(&mut self, name: &str, plan: &ConfigurePlan) -> Result<()> {
         for command in &plan.on_change {
