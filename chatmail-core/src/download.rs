@@ -13,10 +13,10 @@ use crate::plan::{Download, DownloadSource};
 /// True when the installed file is missing or differs from the expected checksum (or, for a
 /// bundled binary, from the shipped file).
 pub fn needed(dest: &Path, download: &Download) -> Result<bool> {
-    let expected = match &download.source {
-        DownloadSource::Bundled(path) => sha256_hex(&read_bundled(path)?),
-        _ => download.sha256.to_ascii_lowercase(),
-    };
+    if let DownloadSource::Bundled(path) = &download.source {
+        return differs(path, dest);
+    }
+    let expected = download.sha256.to_ascii_lowercase();
     match std::fs::read(dest) {
         Ok(content) => Ok(sha256_hex(&content) != expected),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(true),
@@ -63,14 +63,47 @@ pub fn install(dest: &Path, download: &Download, content: &[u8], owner: Meta) ->
     )
 }
 
+/// Whether `dest` is missing or differs from the bundled program at `source`: sizes first,
+/// then the bytes, compared a block at a time (no checksum: both files are here).
+fn differs(source: &Path, dest: &Path) -> Result<bool> {
+    let missing = |err: std::io::Error| bundled_missing(source, err);
+    let size = std::fs::metadata(source).map_err(missing)?.len();
+    match std::fs::metadata(dest) {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(err) => return Err(err).with_context(|| format!("inspecting {}", dest.display())),
+        Ok(meta) if meta.len() != size => return Ok(true),
+        Ok(_) => {}
+    }
+    let open = |path: &Path| {
+        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let (mut a, mut b) = (open(source)?, open(dest)?);
+    let (mut block_a, mut block_b) = (vec![0; 1 << 16], vec![0; 1 << 16]);
+    loop {
+        let n = a
+            .read(&mut block_a)
+            .with_context(|| format!("reading {}", source.display()))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        b.read_exact(&mut block_b[..n])
+            .with_context(|| format!("reading {}", dest.display()))?;
+        if block_a[..n] != block_b[..n] {
+            return Ok(true);
+        }
+    }
+}
+
+fn bundled_missing(path: &Path, err: std::io::Error) -> anyhow::Error {
+    anyhow::Error::new(err).context(format!(
+        "the relay program {} is missing: build it (`cargo build --release`) next to cmdeploy, \
+         or name its directory with --binaries",
+        path.display()
+    ))
+}
+
 fn read_bundled(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| {
-        format!(
-            "the relay program {} is missing: build it (`cargo build --release`) next to cmdeploy, \
-             or name its directory with --binaries",
-            path.display()
-        )
-    })
+    std::fs::read(path).map_err(|err| bundled_missing(path, err))
 }
 
 /// Whether `url` answers a `HEAD` request within a few seconds: a quick check, before a plan
@@ -127,4 +160,34 @@ pub fn sha256_hex(data: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bundled_program_differs_when_missing_or_not_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, dest) = (dir.path().join("filtermail"), dir.path().join("installed"));
+        let program: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&source, &program).unwrap();
+        assert!(differs(&source, &dest).unwrap(), "missing");
+        std::fs::write(&dest, &program).unwrap();
+        assert!(!differs(&source, &dest).unwrap(), "the same bytes");
+        let mut other = program.clone();
+        other[150_000] ^= 1;
+        std::fs::write(&dest, &other).unwrap();
+        assert!(
+            differs(&source, &dest).unwrap(),
+            "one byte in a later block"
+        );
+        std::fs::write(&dest, &program[..100]).unwrap();
+        assert!(differs(&source, &dest).unwrap(), "another size");
+        let err = differs(&dir.path().join("gone"), &dest).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("is missing: build it"),
+            "{err:#}"
+        );
+    }
 }

@@ -244,6 +244,7 @@ impl<'t> Engine<'t> {
             self.install(plans)?;
         }
         if phases.configure {
+            self.secrets(plans)?;
             for planned in plans {
                 if let Some(configure) = &planned.configure {
                     self.configure(planned.component, configure)
@@ -286,18 +287,19 @@ impl<'t> Engine<'t> {
     }
 
     /// Removes what an interrupted run left: staged copies, and the temporary files of atomic
-    /// writes and generators beside the declared files and the engine's own state.
+    /// writes and generators (twins) beside the declared files and secrets and the engine's
+    /// own state.
     fn clean_leftovers(&mut self, plans: &[Planned]) -> Result<()> {
         stage::clean(self.target)?;
         let declared = plans.iter().flat_map(|p| {
             let install = p.install.files.iter().chain(&p.install.apt_files);
-            install.chain(p.configure.iter().flat_map(|c| &c.files))
+            let files = install.chain(p.configure.iter().flat_map(|c| &c.files));
+            let secrets = p.configure.iter().flat_map(|c| &c.generates);
+            let files = files.map(|f| f.path.as_path());
+            files.chain(secrets.flat_map(|g| g.creates.iter().map(PathBuf::as_path)))
         });
         let state = Path::new(crate::state::PENDING_PATH).parent();
-        let dirs: BTreeSet<&Path> = declared
-            .filter_map(|f| f.path.parent())
-            .chain(state)
-            .collect();
+        let dirs: BTreeSet<&Path> = declared.filter_map(Path::parent).chain(state).collect();
         for dir in dirs {
             for temp in files::leftovers(&self.target.path(dir))? {
                 let path = dir.join(temp.file_name().unwrap_or_default());
@@ -593,19 +595,14 @@ impl<'t> Engine<'t> {
         Ok(())
     }
 
-    /// Configures one component: directories and secrets first, then its changed files are
-    /// validated on a staged copy and only then replace the live ones; change commands last.
+    /// Configures one component (its directories and secrets are made before, by
+    /// [`Engine::secrets`]): its changed files are validated on a staged copy and only then
+    /// replace the live ones; removals and change commands last.
     fn configure(&mut self, name: &str, plan: &ConfigurePlan) -> Result<()> {
         for warning in &plan.warnings {
             self.warn(name, warning);
         }
         let owed_component = vec![Owed::Component(name.to_owned())];
-        for dir in &plan.dirs {
-            self.dir(name, dir, &owed_component)?;
-        }
-        for generate in &plan.generates {
-            self.generate(name, generate, &owed_component)?;
-        }
         self.files(name, &plan.files, &plan.validators, &plan.on_change)?;
         for path in &plan.removals {
             self.removal(name, path, owed_component.clone())?;
@@ -676,7 +673,7 @@ impl<'t> Engine<'t> {
         Ok(())
     }
 
-    /// Runs the change commands (e.g. `postmap`) a changed file owes, including those an
+    /// Runs the change commands (e.g. `sysctl --load`) a changed file owes, including those an
     /// interrupted run still owed; each is forgotten only once it succeeded.
     fn change_commands(&mut self, name: &str, plan: &ConfigurePlan) -> Result<()> {
         for command in &plan.on_change {
@@ -693,11 +690,56 @@ impl<'t> Engine<'t> {
         Ok(())
     }
 
-    /// Creates a secret (key, certificate, link) once; repairs what an interrupted run left
-    /// (empty files, a missing owner) and never replaces a valid file.
-    fn generate(&mut self, name: &str, generate: &Generate, owed: &[Owed]) -> Result<()> {
-        let Some(first) = generate.creates.first() else {
+    /// Makes every missing secret before any component's files: the directories they go to
+    /// first, then the generators of all components at once (each is independent, and key
+    /// generation is the slow part of a first run).
+    fn secrets<'p>(&mut self, plans: &'p [Planned]) -> Result<()> {
+        let mut jobs: Vec<GenerateJob<'p>> = Vec::new();
+        for planned in plans {
+            let Some(configure) = &planned.configure else {
+                continue;
+            };
+            let name = planned.component;
+            let owed = vec![Owed::Component(name.to_owned())];
+            for dir in &configure.dirs {
+                self.dir(name, dir, &owed)?;
+            }
+            for generate in &configure.generates {
+                jobs.extend(self.generate(name, generate, &owed)?);
+            }
+        }
+        if self.dry_run {
             return Ok(());
+        }
+        let target = self.target;
+        std::thread::scope(|scope| {
+            let running: Vec<_> = jobs
+                .iter()
+                .map(|job| scope.spawn(move || job.run(target)))
+                .collect();
+            running
+                .into_iter()
+                .map(|thread| {
+                    thread
+                        .join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a generator thread panicked")))
+                })
+                .collect::<Result<Vec<()>>>()
+        })?;
+        Ok(())
+    }
+
+    /// Decides about a secret (key, certificate, link): made once; what an interrupted run
+    /// left (empty files, a missing owner) is repaired, and a valid file never replaced. A
+    /// secret to make is recorded (and owed) now and returned, to run with the others.
+    fn generate<'p>(
+        &mut self,
+        name: &'static str,
+        generate: &'p Generate,
+        owed: &[Owed],
+    ) -> Result<Option<GenerateJob<'p>>> {
+        let Some(first) = generate.creates.first() else {
+            return Ok(None);
         };
         let target = self.target;
         let ids = match &generate.owner {
@@ -709,16 +751,8 @@ impl<'t> Engine<'t> {
             .iter()
             .map(|path| (path.clone(), Found::at(&target.path(path))))
             .collect();
-        let chown = |paths: &[PathBuf]| -> Result<()> {
-            let Some(ids) = ids else { return Ok(()) };
-            for path in paths.iter().map(|p| target.path(p)) {
-                std::os::unix::fs::lchown(&path, Some(ids.uid), Some(ids.gid))
-                    .with_context(|| format!("setting the owner of {}", path.display()))?;
-            }
-            Ok(())
-        };
         match generate::decide(&found, ids.map(|ids| (ids.uid, ids.gid))) {
-            Step::Done => Ok(()),
+            Step::Done => Ok(None),
             Step::Chown(paths) => {
                 let owner = generate
                     .owner
@@ -734,7 +768,8 @@ impl<'t> Engine<'t> {
                     owner.unwrap_or_default()
                 );
                 let action = Action::new(name, Kind::Generate, what);
-                self.change(owed.to_vec(), action, || chown(&paths))
+                self.change(owed.to_vec(), action, || chown(target, ids, &paths))?;
+                Ok(None)
             }
             Step::Partial { missing, present } => {
                 self.warn(
@@ -746,7 +781,7 @@ impl<'t> Engine<'t> {
                         present.display()
                     ),
                 );
-                Ok(())
+                Ok(None)
             }
             Step::Run { empty } => {
                 let what = match empty.is_empty() {
@@ -761,47 +796,15 @@ impl<'t> Engine<'t> {
                         shell_words(&generate.argv)
                     ),
                 };
-                let action = Action::new(name, Kind::Generate, what);
-                self.change(owed.to_vec(), action, || {
-                    for path in empty.iter().map(|p| target.path(p)) {
-                        std::fs::remove_file(&path)
-                            .with_context(|| format!("removing the empty {}", path.display()))?;
-                    }
-                    let tag = std::process::id().to_string();
-                    let Some(redirect) =
-                        generate::redirect(&generate.argv, &generate.creates, &tag)
-                    else {
-                        target.run(&generate.argv, &[])?;
-                        return chown(&generate.creates);
-                    };
-                    // Twins an interrupted run left (files, or directories of them).
-                    let dirs: BTreeSet<&Path> =
-                        generate.creates.iter().filter_map(|p| p.parent()).collect();
-                    for dir in dirs {
-                        for twin in files::leftovers(&target.path(dir))? {
-                            files::remove(&twin)?;
-                        }
-                    }
-                    if let Some(dir) = &redirect.dir {
-                        let dir = target.path(dir);
-                        std::fs::create_dir(&dir)
-                            .with_context(|| format!("creating {}", dir.display()))?;
-                    }
-                    target.run(&redirect.argv, &[])?;
-                    let twins: Vec<PathBuf> =
-                        redirect.renames.iter().map(|(t, _)| t.clone()).collect();
-                    chown(&twins)?;
-                    for (twin, path) in &redirect.renames {
-                        let (twin, path) = (target.path(twin), target.path(path));
-                        std::fs::rename(&twin, &path).with_context(|| {
-                            format!("renaming {} to {}", twin.display(), path.display())
-                        })?;
-                    }
-                    match &redirect.dir {
-                        Some(dir) => files::remove(&target.path(dir)).map(drop),
-                        None => Ok(()),
-                    }
-                })
+                // Recorded and owed before it runs, as every change.
+                self.pending.add(owed.iter().cloned())?;
+                self.record(Action::new(name, Kind::Generate, what));
+                Ok(Some(GenerateJob {
+                    component: name,
+                    generate,
+                    empty,
+                    ids,
+                }))
             }
         }
     }
@@ -1085,6 +1088,71 @@ impl<'t> Engine<'t> {
         let action = Action::new(name, Kind::Remove(path.to_owned()), what);
         self.change(owed, action, || files::remove(&full).map(drop))
     }
+}
+
+/// A secret to make: its generator, run beside the others'.
+struct GenerateJob<'p> {
+    component: &'static str,
+    generate: &'p Generate,
+    /// Empty files an interrupted run left, removed first.
+    empty: Vec<PathBuf>,
+    /// The numeric owner its files get.
+    ids: Option<Meta>,
+}
+
+impl GenerateJob<'_> {
+    /// Runs the generator: on temporary twins renamed into place (the secret last) where its
+    /// argv names its files, else in place.
+    fn run(&self, target: &Target) -> Result<()> {
+        let generate = self.generate;
+        let context = || {
+            let first = generate.creates.first().map(|p| p.display().to_string());
+            format!(
+                "{}: generating {}",
+                self.component,
+                first.unwrap_or_default()
+            )
+        };
+        (|| -> Result<()> {
+            for path in self.empty.iter().map(|p| target.path(p)) {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing the empty {}", path.display()))?;
+            }
+            let tag = std::process::id().to_string();
+            let Some(redirect) = generate::redirect(&generate.argv, &generate.creates, &tag) else {
+                target.run(&generate.argv, &[])?;
+                return chown(target, self.ids, &generate.creates);
+            };
+            if let Some(dir) = &redirect.dir {
+                let dir = target.path(dir);
+                std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            target.run(&redirect.argv, &[])?;
+            let twins: Vec<PathBuf> = redirect.renames.iter().map(|(t, _)| t.clone()).collect();
+            chown(target, self.ids, &twins)?;
+            for (twin, path) in &redirect.renames {
+                let (twin, path) = (target.path(twin), target.path(path));
+                std::fs::rename(&twin, &path).with_context(|| {
+                    format!("renaming {} to {}", twin.display(), path.display())
+                })?;
+            }
+            match &redirect.dir {
+                Some(dir) => files::remove(&target.path(dir)).map(drop),
+                None => Ok(()),
+            }
+        })()
+        .with_context(context)
+    }
+}
+
+/// Gives `paths` on the target the owner `ids` (links themselves, not what they point to).
+fn chown(target: &Target, ids: Option<Meta>, paths: &[PathBuf]) -> Result<()> {
+    let Some(ids) = ids else { return Ok(()) };
+    for path in paths.iter().map(|p| target.path(p)) {
+        std::os::unix::fs::lchown(&path, Some(ids.uid), Some(ids.gid))
+            .with_context(|| format!("setting the owner of {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// A declared file that differs from what the target has.

@@ -238,7 +238,7 @@ pub struct Required {
     pub why: String,
 }
 
-/// A command run after one of its files changed (e.g. `postmap`).
+/// A command run after one of its files changed (e.g. `sysctl --load`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OnChange {
     /// The file whose change triggers the command.

@@ -26,7 +26,7 @@ pub enum Owed {
     Unit(String),
     /// Reload one unit (its configuration changed; a restart owed as well supersedes it).
     Reload(String),
-    /// Run a component's change command for a file that changed (e.g. `postmap`).
+    /// Run a component's change command for a file that changed (e.g. `sysctl --load`).
     Command(String, PathBuf),
 }
 

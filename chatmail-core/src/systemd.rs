@@ -188,14 +188,18 @@ pub fn act(target: &Target, verb: Verb, units: &[String]) -> Result<()> {
     }
     let states = states(target, units).unwrap_or_default();
     let wants_active = matches!(verb, Verb::Reload | Verb::Restart | Verb::Start);
-    let mut journals = String::new();
-    for unit in units {
-        let failed = states
+    let failed = |unit: &String| {
+        states
             .get(unit)
-            .is_none_or(|s| s.active_state == "failed" || (wants_active && !s.active));
-        if !failed {
-            continue;
-        }
+            .is_none_or(|s| s.active_state == "failed" || (wants_active && !s.active))
+    };
+    // A failed reload leaves its unit active: then every unit's journal is shown.
+    let suspects: Vec<&String> = match units.iter().filter(|u| failed(u)).collect::<Vec<_>>() {
+        found if found.is_empty() => units.iter().collect(),
+        found => found,
+    };
+    let mut journals = String::new();
+    for unit in suspects {
         let journal = target
             .run_unchecked(
                 &argv(&["journalctl", "--no-pager", "-n", "15", "-u", unit]),

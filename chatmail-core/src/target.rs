@@ -14,6 +14,9 @@ pub struct Target {
     verbose: bool,
 }
 
+/// With `-v`, commands that take at least this long are reported with their duration.
+const SLOW: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The environment every command gets, so results do not depend on the caller's locale or PATH.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -82,8 +85,15 @@ impl Target {
         for (key, value) in env {
             expr = expr.env(key, value);
         }
-        expr.run()
-            .with_context(|| format!("cannot run `{}`", shell_words(argv)))
+        let start = std::time::Instant::now();
+        let output = expr
+            .run()
+            .with_context(|| format!("cannot run `{}`", shell_words(argv)))?;
+        let took = start.elapsed();
+        if self.verbose && took >= SLOW {
+            eprintln!("[{:.2} s for `{}`]", took.as_secs_f64(), shell_words(argv));
+        }
+        Ok(output)
     }
 
     /// Runs `argv` on the target; a non-zero exit is an error showing the tail of its output.

@@ -9,6 +9,7 @@ use chatmail_core::config::{Config, TlsMode};
 use chatmail_core::{Registry, Target, argv};
 use chatmail_dns::{Dns, RelayData, Report, check_zone, zone};
 
+use crate::fleet;
 use crate::remote::{Place, Ssh, SshArgs};
 use crate::say::{green, red};
 use crate::ship::{self, Bundle};
@@ -17,17 +18,28 @@ use crate::ship::{self, Bundle};
 pub struct Args {
     #[command(flatten)]
     ssh: SshArgs,
+    #[command(flatten)]
+    fleet: fleet::FleetArgs,
     /// Write the zone file to FILE (`-`: standard output) instead of checking the records in
     /// DNS. Over SSH the file is written here, on this machine.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "inventory")]
     zonefile: Option<PathBuf>,
     /// Read the DKIM key and acmetool's account from this root directory on this machine
     /// instead of the relay's `/` (acmetool runs in a chroot there); implies `--ssh-host @local`.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "inventory")]
     root: Option<PathBuf>,
 }
 
 pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<ExitCode> {
+    if args.fleet.inventory.is_some() {
+        return fleet::run(&args.fleet, None, |relay| {
+            let mut argv = fleet::relay_args("dns", relay);
+            if verbose {
+                argv.push("--verbose".into());
+            }
+            argv
+        });
+    }
     let config = crate::load_config(config_path, &Registry::linked()?)?;
     if let Some(ip) = config.ipv4_relay {
         println!("[WARNING] {ip} is not a domain, skipping DNS checks.");

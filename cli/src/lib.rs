@@ -11,6 +11,7 @@ pub mod components;
 mod compose;
 mod container;
 mod dns;
+mod fleet;
 mod init;
 mod list;
 mod progress;

@@ -1,11 +1,15 @@
 //! How a run looks on the terminal: each action as the engine reports it (diffs in a dry run
-//! or with `-v`), warnings and notices, and the closing summary per component.
+//! or with `-v`), warnings and notices, the closing summary per component, and the totals a
+//! fleet run reads back from a relay's output.
 
 use chatmail_core::report::{Event, Kind, Report};
 
+/// What a dry run says before each action.
+const WOULD: &str = "would ";
+
 /// The observer that prints a run as it goes.
 pub fn printer(dry_run: bool, verbose: bool) -> impl FnMut(Event<'_>) {
-    let prefix = if dry_run { "would " } else { "" };
+    let prefix = if dry_run { WOULD } else { "" };
     move |event| match event {
         Event::Action(action) => {
             println!("{}: {prefix}{}", action.component, action.text);
@@ -15,6 +19,66 @@ pub fn printer(dry_run: bool, verbose: bool) -> impl FnMut(Event<'_>) {
         }
         Event::Warning(text) => eprintln!("{text}"),
         Event::Notice(text) => println!("{text}"),
+    }
+}
+
+/// The last line of a run: how many actions it had (or would have).
+pub fn outcome(total: usize, dry_run: bool) -> String {
+    match (total, dry_run) {
+        (0, _) => NOTHING.to_owned(),
+        (n, true) => format!("{DRY_RUN}{n} change(s) planned, nothing changed"),
+        (n, false) => format!("{COMPLETED}{n} change(s)"),
+    }
+}
+
+const NOTHING: &str = "nothing to change";
+const DRY_RUN: &str = "dry run: ";
+const COMPLETED: &str = "deploy completed: ";
+
+/// A relay's run as read back from its printed output (a fleet's children run `cmdeploy`
+/// over SSH, whose output arrives as text).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Actions done (or planned in a dry run); `None` when the output has no run's last line.
+    pub changes: Option<usize>,
+    /// Units restarted or reloaded (or that would be); `None` with `changes`.
+    pub restarts: Option<usize>,
+}
+
+impl Totals {
+    /// Reads the totals from a run's output lines (as [`printer`] and [`outcome`] print).
+    pub fn of(lines: &[String]) -> Totals {
+        let changes = lines.iter().rev().find_map(|line| {
+            let count = |rest: &str| rest.split_whitespace().next()?.parse().ok();
+            match line.trim() {
+                NOTHING => Some(0),
+                line => line
+                    .strip_prefix(COMPLETED)
+                    .or_else(|| line.strip_prefix(DRY_RUN))
+                    .and_then(count),
+            }
+        });
+        let restarts = lines
+            .iter()
+            .filter_map(|line| line.split_once(": ").map(|(_, action)| action))
+            .map(|action| action.strip_prefix(WOULD).unwrap_or(action))
+            .filter(|action| action.starts_with("restart ") || action.starts_with("reload "))
+            .count();
+        Totals {
+            changes,
+            restarts: changes.map(|_| restarts),
+        }
+    }
+}
+
+impl std::fmt::Display for Totals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.changes, self.restarts) {
+            (Some(changes), Some(restarts)) => {
+                write!(f, "{changes} change(s), {restarts} restart(s)")
+            }
+            _ => f.write_str("done"),
+        }
     }
 }
 
@@ -61,6 +125,34 @@ pub fn summary(report: &Report, components: &[&str], dry_run: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn totals_are_read_back_from_what_a_run_prints() {
+        let lines = |text: &str| text.lines().map(str::to_owned).collect::<Vec<_>>();
+        let run = lines(
+            "postfix: update /etc/postfix/main.cf\npostfix: reload postfix.service\n\
+             filtermail: restart filtermail.service\n\n  postfix  2 change(s)\n\
+             deploy completed: 3 change(s)\nDeploy completed, call `cmdeploy dns` next.\n",
+        );
+        assert_eq!(
+            Totals::of(&run),
+            Totals {
+                changes: Some(3),
+                restarts: Some(2)
+            }
+        );
+        let dry = lines(
+            "postfix: would restart postfix.service\ndry run: 1 change(s) planned, nothing changed\n",
+        );
+        assert_eq!(Totals::of(&dry).changes, Some(1));
+        assert_eq!(Totals::of(&dry).restarts, Some(1));
+        assert_eq!(Totals::of(&lines("\nnothing to change\n")).changes, Some(0));
+        assert_eq!(Totals::of(&lines("error: ssh failed\n")), Totals::default());
+        assert_eq!(
+            outcome(2, true),
+            "dry run: 2 change(s) planned, nothing changed"
+        );
+    }
     use chatmail_core::report::Action;
     use chatmail_core::systemd::Verb;
 

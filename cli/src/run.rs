@@ -1,6 +1,7 @@
 //! `cmdeploy run`: plans every selected component, then installs, configures and activates,
 //! here or (by default) on the relay over SSH.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ use chatmail_core::{Facts, Registry, RunLock, Target, Templates};
 
 use chatmail_dns::{Dns, RelayData};
 
+use crate::fleet;
 use crate::progress;
 use crate::remote::{Place, SshArgs};
 use crate::say::{green, red};
@@ -20,6 +22,13 @@ use crate::ship::{self, Bundle};
 pub struct Args {
     #[command(flatten)]
     ssh: SshArgs,
+    #[command(flatten)]
+    fleet: fleet::FleetArgs,
+    /// With --inventory: a rolling deploy, N relays at a time, that stops at the first
+    /// failure (the relays after it are skipped).
+    #[arg(long, value_name = "N", requires = "inventory", conflicts_with = "jobs",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    serial: Option<u16>,
     /// Only these components (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
@@ -63,6 +72,17 @@ pub struct Args {
 }
 
 pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<ExitCode> {
+    if args.fleet.inventory.is_some() {
+        if let Some(root) = &args.root {
+            bail!(
+                "--root {} deploys a directory on this machine; it does not go with --inventory",
+                root.display()
+            );
+        }
+        return fleet::run(&args.fleet, args.serial, |relay| {
+            fleet_args(args, verbose, relay)
+        });
+    }
     let registry = Registry::linked()?;
     // Install alone needs no settings: it is the same for every relay.
     let config = match args.phase.need_config() {
@@ -230,26 +250,14 @@ fn deploy_here(
         progress::summary(&engine.report, &names, args.dry_run)
     );
     result.context("deploy failed")?;
-    match (engine.report.total(), args.dry_run) {
-        (0, _) => println!("nothing to change"),
-        (n, true) => println!("dry run: {n} change(s) planned, nothing changed"),
-        (n, false) => println!("deploy completed: {n} change(s)"),
-    }
+    println!("{}", progress::outcome(engine.report.total(), args.dry_run));
     Ok(ExitCode::SUCCESS)
 }
 
 /// The arguments of the `cmdeploy run` that runs on the relay: the same choices, the copied
 /// settings and overrides, and `--ssh-host @local`.
 fn remote_args(args: &Args, verbose: bool, bundle: &Bundle) -> Vec<String> {
-    let mut out: Vec<String> = ["run", "--ssh-host", "@local", "--phase"]
-        .map(String::from)
-        .into();
-    out.push(args.phase.to_string());
-    for (flag, names) in [("--only", &args.only), ("--skip", &args.skip)] {
-        if !names.is_empty() {
-            out.extend([flag.to_owned(), names.join(",")]);
-        }
-    }
+    let mut out: Vec<String> = ["run", "--ssh-host", "@local"].map(String::from).into();
     let paths = [
         ("--config", bundle.remote_settings()),
         ("--templates", bundle.remote_templates()),
@@ -257,6 +265,35 @@ fn remote_args(args: &Args, verbose: bool, bundle: &Bundle) -> Vec<String> {
     for (flag, path) in paths {
         if let Some(path) = path {
             out.extend([flag.to_owned(), path]);
+        }
+    }
+    out.extend(choices(args, verbose));
+    out
+}
+
+/// The arguments of one relay's `cmdeploy run` in a fleet run: its settings, SSH host and
+/// templates from the inventory, and this run's choices.
+fn fleet_args(args: &Args, verbose: bool, relay: &fleet::Relay) -> Vec<OsString> {
+    let mut out = fleet::relay_args("run", relay);
+    if let Some(templates) = relay.templates.as_ref().or(args.templates.as_ref()) {
+        out.extend(["--templates".into(), templates.into()]);
+    }
+    if let Some(binaries) = &args.binaries {
+        out.extend(["--binaries".into(), binaries.into()]);
+    }
+    if relay.skip_dns_check && !args.skip_dns_check {
+        out.push("--skip-dns-check".into());
+    }
+    out.extend(choices(args, verbose).into_iter().map(OsString::from));
+    out
+}
+
+/// This run's choices as arguments: phases, components, flags.
+fn choices(args: &Args, verbose: bool) -> Vec<String> {
+    let mut out = vec!["--phase".to_owned(), args.phase.to_string()];
+    for (flag, names) in [("--only", &args.only), ("--skip", &args.skip)] {
+        if !names.is_empty() {
+            out.extend([flag.to_owned(), names.join(",")]);
         }
     }
     let flags = [
@@ -309,16 +346,16 @@ mod tests {
         };
         assert_eq!(
             remote_args(&cli.run, true, &bundle).join(" "),
-            "run --ssh-host @local --phase configure,activate --only postfix,dovecot \
-             --config /usr/local/lib/cmdeploy/chatmail.ini \
-             --templates /usr/local/lib/cmdeploy/templates --dry-run --verbose"
+            "run --ssh-host @local --config /usr/local/lib/cmdeploy/chatmail.ini \
+             --templates /usr/local/lib/cmdeploy/templates \
+             --phase configure,activate --only postfix,dovecot --dry-run --verbose"
         );
         let cli = Cli::parse_from(["run", "--skip-dns-check", "--disable-mail"]);
         assert_eq!(
             remote_args(&cli.run, false, &bundle).join(" "),
-            "run --ssh-host @local --phase install,configure,activate \
-             --config /usr/local/lib/cmdeploy/chatmail.ini \
-             --templates /usr/local/lib/cmdeploy/templates --skip-dns-check --disable-mail"
+            "run --ssh-host @local --config /usr/local/lib/cmdeploy/chatmail.ini \
+             --templates /usr/local/lib/cmdeploy/templates \
+             --phase install,configure,activate --skip-dns-check --disable-mail"
         );
     }
 

@@ -12,15 +12,23 @@ use chatmail_core::engine;
 use chatmail_core::plan::Service;
 use chatmail_core::{Facts, Registry, Target, Templates, UnitState, argv, parse_show, show_argv};
 
+use crate::fleet;
 use crate::remote::SshArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     ssh: SshArgs,
+    #[command(flatten)]
+    fleet: fleet::FleetArgs,
 }
 
 pub fn run(config_path: &Path, args: &Args) -> Result<ExitCode> {
+    if args.fleet.inventory.is_some() {
+        return fleet::run(&args.fleet, None, |relay| {
+            fleet::relay_args("status", relay)
+        });
+    }
     let registry = Registry::linked()?;
     let config = crate::load_config(config_path, &registry)?;
     let place = args.ssh.place(Some(&config))?;

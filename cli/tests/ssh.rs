@@ -230,30 +230,6 @@ fn queue_a_mail(host: &Host) -> String {
     }
 }
 
-/// A throw-away key pair for root's SSH login into the host; returns `$CMDEPLOY_SSH`.
-fn authorize(root: &Root) -> String {
-    let key = root.path.with_extension("id_ed25519");
-    let _ = std::fs::remove_file(&key);
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "cmdeploy-test", "-f"])
-        .arg(&key)
-        .status()
-        .unwrap();
-    assert!(status.success(), "ssh-keygen");
-    let public = std::fs::read_to_string(key.with_extension("id_ed25519.pub")).unwrap();
-    write(root, "/root/.ssh/authorized_keys", &public, 0o600);
-    std::fs::set_permissions(root.path.join("root/.ssh"), {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::Permissions::from_mode(0o700)
-    })
-    .unwrap();
-    format!(
-        "-i {} -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o LogLevel=ERROR \
-         -o ConnectTimeout=10",
-        key.display()
-    )
-}
-
 /// sha256 of each file, as `sha256sum` in the host prints them.
 fn checksums(host: &Host, files: &[String]) -> String {
     let mut argv = vec!["sha256sum"];
@@ -276,7 +252,8 @@ fn settings(dir: &Path) -> PathBuf {
 fn an_upstream_relay_is_deployed_over_ssh_keeping_its_state() {
     let root = installed_bootable_root("cm-adopt");
     upstream_layout(&root);
-    let ssh_options = authorize(&root);
+    let keys = tempfile::tempdir().unwrap();
+    let ssh_options = xtask::host::authorize_ssh(keys.path(), &[&root.path]).unwrap();
     let host = Host::boot(&root.path, "cm-adopt", NET).unwrap();
     assert_eq!(host.address.to_string(), ADDRESS);
     let upstream_active = host

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use xtask::host::Host;
+use xtask::host::{self, Host};
 use xtask::{bundle, check, rootfs, testbed, workspace};
 
 /// The release build of every program; returns the path of `cmdeploy`.
@@ -124,7 +124,22 @@ fn booted_host(cmdeploy: &Path, scratch: &Path) -> Result<()> {
         host.exec_ok(&argv.iter().map(String::as_str).collect::<Vec<_>>())?;
         Ok(start.elapsed())
     };
-    let first = deploy(&[])?;
+    // The first run with -v, which names every command that took 0.1 s or more.
+    let start = Instant::now();
+    let argv = bundle::host_run(&["-v"]);
+    let output = host.exec(&argv.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let first = start.elapsed();
+    if !output.status.success() {
+        anyhow::bail!(
+            "the first deploy failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let slow: Vec<String> = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|line| line.starts_with('[') && line.contains(" s for `"))
+        .map(str::to_owned)
+        .collect();
     let noop = median(5, || deploy(&[]))?;
     let only = median(5, || deploy(&["--only", "postfix"]))?;
     let accounts = scratch.join("deltachat");
@@ -142,6 +157,10 @@ fn booted_host(cmdeploy: &Path, scratch: &Path) -> Result<()> {
         "| no-op re-run in the booted host (median of 5) | {:.3} s |",
         noop.as_secs_f64()
     );
+    println!("\ncommands of the first run that took 0.1 s or more:");
+    for line in &slow {
+        println!("  {line}");
+    }
     println!(
         "| `--only postfix` re-run in the booted host (median of 5) | {:.3} s |",
         only.as_secs_f64()
@@ -173,7 +192,8 @@ pub(crate) fn delta_chat() -> Command {
 
 /// `cargo xtask bench --relays 2`: on the two-relay testbed (release build), the median of
 /// 5 Delta Chat round trips between an account on each relay (alpha -> beta -> alpha), and
-/// of 5 round trips between two accounts on alpha alone, measured in the same run.
+/// of 5 round trips between two accounts on alpha alone, measured in the same run; then the
+/// wall time of a fleet deploy over SSH to one relay and to both.
 pub fn relays() -> Result<()> {
     let options = testbed::Options {
         prefix: "cmbn".into(),
@@ -223,6 +243,67 @@ pub fn relays() -> Result<()> {
         times.sort_by(f64::total_cmp);
         println!("| {what} | {:.2} | {times:?} |", times[times.len() / 2]);
     }
+    fleet(&options, &testbed)
+}
+
+/// A fleet from this machine over SSH (`cmdeploy run --inventory`): a settings change
+/// deployed to one relay, then another to both in one command, then the no-op over both.
+fn fleet(options: &testbed::Options, testbed: &testbed::Testbed) -> Result<()> {
+    let dir = options.dir.join("fleet");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let relays = [("alpha", &testbed.alpha), ("beta", &testbed.beta)];
+    let ssh = host::authorize_ssh(&dir, &relays.map(|(_, relay)| relay.root()))?;
+    let mut inventory = String::new();
+    for (name, relay) in relays {
+        inventory += &format!(
+            "[[relay]]\nname = \"{name}\"\nconfig = \"{name}.ini\"\nssh_host = \"{}\"\n",
+            relay.host.address
+        );
+    }
+    std::fs::write(dir.join("fleet.toml"), inventory)?;
+    let configure = |size: u32| -> Result<()> {
+        for (name, relay) in relays {
+            let deployed = relay
+                .root()
+                .join(bundle::HOST_CONFIG.trim_start_matches('/'));
+            let base = std::fs::read_to_string(&deployed)?;
+            let settings = format!("{base}max_message_size = {size}\n");
+            std::fs::write(dir.join(format!("{name}.ini")), settings)?;
+        }
+        Ok(())
+    };
+    let run = |extra: &[&str]| -> Result<Duration> {
+        let start = Instant::now();
+        check(
+            Command::new(&options.cmdeploy)
+                .args(["run", "--inventory"])
+                .arg(dir.join("fleet.toml"))
+                .args(extra)
+                .env("CMDEPLOY_SSH", &ssh)
+                .stdout(std::process::Stdio::null()),
+        )?;
+        Ok(start.elapsed())
+    };
+    configure(2_000_000)?;
+    let one = run(&["--limit", "alpha"])?;
+    configure(3_000_000)?;
+    let two = run(&[])?;
+    let noop = median(5, || run(&[]))?;
+    println!("\n| fleet over SSH (`cmdeploy run --inventory`) | seconds |");
+    println!("|---|---|");
+    println!(
+        "| a settings change on 1 relay | {:.2} |",
+        one.as_secs_f64()
+    );
+    println!(
+        "| a settings change on 2 relays | {:.2} |",
+        two.as_secs_f64()
+    );
+    println!(
+        "| no-op over 2 relays (median of 5) | {:.2} |",
+        noop.as_secs_f64()
+    );
     Ok(())
 }
 

@@ -310,3 +310,33 @@ fn wait_for_leader(nspawn_pid: u32, log: &Path, mut alive: impl FnMut() -> bool)
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Makes a throw-away key pair in `dir` and lets it log in as root on the hosts booted from
+/// `roots`; returns the ssh options that use it (for `$CMDEPLOY_SSH`).
+pub fn authorize_ssh(dir: &Path, roots: &[&Path]) -> Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let key = dir.join("id_ed25519");
+    let _ = std::fs::remove_file(&key);
+    let _ = std::fs::remove_file(key.with_extension("pub"));
+    check(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "cmdeploy-test", "-f"])
+            .arg(&key),
+    )?;
+    let public = std::fs::read_to_string(key.with_extension("pub"))?;
+    for root in roots {
+        let ssh = root.join("root/.ssh");
+        std::fs::create_dir_all(&ssh)?;
+        std::fs::write(ssh.join("authorized_keys"), &public)?;
+        std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o700))?;
+        std::fs::set_permissions(
+            ssh.join("authorized_keys"),
+            std::fs::Permissions::from_mode(0o600),
+        )?;
+    }
+    Ok(format!(
+        "-i {} -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o LogLevel=ERROR \
+         -o ConnectTimeout=10",
+        key.display()
+    ))
+}
