@@ -12,7 +12,7 @@ use rustls::ClientConfig;
 
 use crate::imap::{Imap, LoginError};
 use crate::smtp::{self, SendError};
-use crate::{Account, Relay, connect, message, web};
+use crate::{Account, Relay, connect, message, stun, web};
 
 /// What a check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,7 +172,7 @@ pub const CHECKS: &[Check] = &[
     },
     Check {
         name: "turn",
-        about: "METADATA /shared/vendor/deltachat/turn gives TURN credentials",
+        about: "METADATA /shared/vendor/deltachat/turn gives TURN credentials; STUN answers",
         run: |p| Box::pin(turn(p)),
     },
     Check {
@@ -471,7 +471,12 @@ async fn turn(probe: &Probe) -> Result<Verdict> {
         [host, "3478", user, password]
             if !host.is_empty() && !user.is_empty() && !password.is_empty() =>
         {
-            Verdict::Pass(format!("{host}:3478 with credentials"))
+            match stun::binding(&probe.relay).await {
+                Ok(()) => Verdict::Pass(format!(
+                    "{host}:3478 with credentials; the server answers STUN"
+                )),
+                Err(err) => Verdict::Fail(format!("credentials given, but {err:#}")),
+            }
         }
         _ => Verdict::Fail(format!("expected HOST:3478:USER:PASSWORD, got {value:?}")),
     })

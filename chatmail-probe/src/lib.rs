@@ -6,6 +6,7 @@
 //!   settings say it signs its own (`_`-domains, IPv4 relays).
 //! - [`imap`]: logins, capabilities, METADATA and waiting for a message, on async-imap.
 //! - [`smtp`]: submission (465) and relay delivery (25), on lettre; refusals keep their code.
+//! - [`stun`]: a STUN Binding request to the TURN server.
 //! - [`web`]: `POST /new` over HTTPS.
 //! - [`message`]: OpenPGP keys and encrypted, cleartext and forged messages as filtermail
 //!   judges them, and decryption of what arrives.
@@ -18,6 +19,7 @@ pub mod connect;
 pub mod imap;
 pub mod message;
 pub mod smtp;
+pub mod stun;
 pub mod web;
 
 use chatmail_config::{Config, TlsMode};
