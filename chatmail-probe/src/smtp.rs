@@ -1,12 +1,13 @@
-//! SMTP to the relay with lettre: submission with a login on 465 (implicit TLS), as Delta
-//! Chat sends, and delivery without one on 25 (STARTTLS), as another relay would. A refusal
-//! keeps the server's reply code, which the checks compare.
+//! SMTP to the relay with lettre's connection: submission with a login on 465 (implicit TLS),
+//! as Delta Chat sends, and delivery without one on 25 (STARTTLS), as another relay would. The
+//! envelope is written as given: lettre's address type refuses the `_`-domains of relays
+//! without a public certificate. A refusal keeps the server's reply code, which the checks
+//! compare.
 
-use anyhow::Context as _;
-use lettre::address::{Address, Envelope};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::Data;
+use lettre::transport::smtp::extension::ClientId;
 
 use crate::connect::TIMEOUT;
 use crate::{Account, Relay};
@@ -46,39 +47,77 @@ impl From<lettre::transport::smtp::Error> for SendError {
     }
 }
 
-/// Where and how to send: port, TLS, and a login for submission.
-fn transport(
-    relay: &Relay,
-    login: Option<&Account>,
-) -> Result<AsyncSmtpTransport<Tokio1Executor>, SendError> {
-    let tls = TlsParameters::builder(relay.tls_name.clone())
-        .dangerous_accept_invalid_certs(relay.self_signed)
-        .build_rustls()
-        .map_err(|err| SendError::Failed(anyhow::Error::new(err).context("TLS settings")))?;
-    let builder =
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&relay.host).timeout(Some(TIMEOUT));
+/// A connection past EHLO: logged in on the submission port as `login`, or after STARTTLS
+/// on port 25 without one.
+async fn connect(relay: &Relay, login: Option<&Account>) -> Result<AsyncSmtpConnection, SendError> {
+    let tls = || {
+        TlsParameters::builder(relay.tls_name.clone())
+            .dangerous_accept_invalid_certs(relay.self_signed)
+            .build_rustls()
+            .map_err(|err| SendError::Failed(anyhow::Error::new(err).context("TLS settings")))
+    };
+    let hello = ClientId::default();
+    let host = relay.host.as_str();
     Ok(match login {
-        Some(account) => builder
-            .port(SUBMISSION_PORT)
-            .tls(Tls::Wrapper(tls))
-            .credentials(Credentials::new(
-                account.addr.clone(),
-                account.password.clone(),
-            )),
-        None => builder.port(RELAY_PORT).tls(Tls::Required(tls)),
+        Some(account) => {
+            let mut connection = AsyncSmtpConnection::connect_tokio1(
+                (host, SUBMISSION_PORT),
+                Some(TIMEOUT),
+                &hello,
+                Some(tls()?),
+                None,
+            )
+            .await?;
+            let credentials = Credentials::new(account.addr.clone(), account.password.clone());
+            connection
+                .auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
+                .await?;
+            connection
+        }
+        None => {
+            let mut connection = AsyncSmtpConnection::connect_tokio1(
+                (host, RELAY_PORT),
+                Some(TIMEOUT),
+                &hello,
+                None,
+                None,
+            )
+            .await?;
+            connection.starttls(tls()?, &hello).await?;
+            connection
+        }
+    })
+}
+
+/// MAIL, RCPT and DATA for `message` from `from` to `to`, then QUIT.
+async fn send(
+    mut connection: AsyncSmtpConnection,
+    from: &str,
+    to: &str,
+    message: &[u8],
+) -> Result<(), SendError> {
+    for address in [from, to] {
+        if address.contains(['<', '>', '\r', '\n']) {
+            return Err(SendError::Failed(anyhow::anyhow!(
+                "{address:?} cannot stand in an envelope"
+            )));
+        }
     }
-    .build())
+    connection
+        .command(format!("MAIL FROM:<{from}>\r\n"))
+        .await?;
+    connection.command(format!("RCPT TO:<{to}>\r\n")).await?;
+    connection.command(Data).await?;
+    connection.message(message).await?;
+    connection.quit().await?;
+    Ok(())
 }
 
 /// Connects to the submission port and logs in as `account`.
 pub async fn login(relay: &Relay, account: &Account) -> Result<(), SendError> {
-    let connected = transport(relay, Some(account))?.test_connection().await?;
-    match connected {
-        true => Ok(()),
-        false => Err(SendError::Failed(anyhow::anyhow!(
-            "the submission server did not answer NOOP after the login"
-        ))),
-    }
+    let mut connection = connect(relay, Some(account)).await?;
+    connection.quit().await?;
+    Ok(())
 }
 
 /// Submits `message` as `account` with the envelope `from` → `to`.
@@ -89,22 +128,10 @@ pub async fn submit(
     to: &str,
     message: &[u8],
 ) -> Result<(), SendError> {
-    let transport = transport(relay, Some(account))?;
-    transport.send_raw(&envelope(from, to)?, message).await?;
-    Ok(())
+    send(connect(relay, Some(account)).await?, from, to, message).await
 }
 
 /// Delivers `message` on port 25 without a login, as another relay would.
 pub async fn deliver(relay: &Relay, from: &str, to: &str, message: &[u8]) -> Result<(), SendError> {
-    let transport = transport(relay, None)?;
-    transport.send_raw(&envelope(from, to)?, message).await?;
-    Ok(())
-}
-
-fn envelope(from: &str, to: &str) -> Result<Envelope, SendError> {
-    let address = |text: &str| {
-        text.parse::<Address>()
-            .with_context(|| format!("{text:?} is not an address"))
-    };
-    (|| Ok(Envelope::new(Some(address(from)?), vec![address(to)?])?))().map_err(SendError::Failed)
+    send(connect(relay, None).await?, from, to, message).await
 }
