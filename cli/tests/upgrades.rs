@@ -80,7 +80,10 @@ fn publish_newer_nginx(root: &Root, host: &Host, installed: &str) {
     let conffiles = host
         .exec_ok(&["dpkg-query", "-W", "-f=${Conffiles}", "nginx"])
         .unwrap();
-    let conffiles: Vec<&str> = conffiles.split_whitespace().step_by(2).collect();
+    let conffiles: Vec<&str> = conffiles
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
     for path in host.exec_ok(&["dpkg", "-L", "nginx"]).unwrap().lines() {
         let from = root.path.join(path.trim_start_matches('/'));
         let to = tree.join(path.trim_start_matches('/'));
