@@ -536,22 +536,10 @@ impl<'t> Engine<'t> {
             download.dest.display()
         );
         let meta = self.meta(&Owner::root(), download.mode)?;
-        // Fetched before anything is recorded: an optional download that cannot be had is a
-        // notice, not a change.
+        // Fetched before anything is recorded: a download that fails changes nothing.
         let content = match self.dry_run {
             true => Vec::new(),
-            false => match download::fetch(download) {
-                Ok(content) => content,
-                Err(err) if download.optional => {
-                    let text = format!(
-                        "{name}: notice: {} not installed, going on without it: {err:#}",
-                        download.dest.display()
-                    );
-                    (self.observer.0)(Event::Notice(&text));
-                    return Ok(());
-                }
-                Err(err) => return Err(err),
-            },
+            false => download::fetch(download)?,
         };
         let action = Action::new(name, Kind::File, what);
         self.change(owed, action, || {

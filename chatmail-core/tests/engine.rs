@@ -107,7 +107,7 @@ fn sha256(data: &[u8]) -> String {
         .collect()
 }
 
-fn download_plan(source: DownloadSource, sha256: String, extract: Option<&str>) -> Vec<Planned> {
+fn download_plan(source: DownloadSource, sha256: String) -> Vec<Planned> {
     vec![Planned {
         component: "relay",
         install: InstallPlan {
@@ -115,9 +115,7 @@ fn download_plan(source: DownloadSource, sha256: String, extract: Option<&str>) 
                 dest: "/usr/local/bin/relay".into(),
                 source,
                 sha256,
-                extract: extract.map(str::to_owned),
                 mode: 0o755,
-                optional: false,
             }],
             ..InstallPlan::default()
         },
@@ -133,7 +131,7 @@ fn downloads_are_verified_installed_and_not_fetched_again() {
     let (url, hits) = serve(binary.clone());
     let installed = dir.path().join("usr/local/bin/relay");
 
-    let plans = download_plan(DownloadSource::Url(url.clone()), sha256(&binary), None);
+    let plans = download_plan(DownloadSource::Url(url.clone()), sha256(&binary));
     assert_eq!(run(dir.path(), &plans, INSTALL, false).unwrap(), 1);
     assert_eq!(std::fs::read(&installed).unwrap(), binary);
     assert_eq!(
@@ -150,7 +148,7 @@ fn downloads_are_verified_installed_and_not_fetched_again() {
     assert_eq!(hits.load(Ordering::SeqCst), 1, "and not fetched again");
 
     let wrong = "0".repeat(64);
-    let plans = download_plan(DownloadSource::Url(url.clone()), wrong.clone(), None);
+    let plans = download_plan(DownloadSource::Url(url.clone()), wrong.clone());
     let err = format!("{:#}", run(dir.path(), &plans, INSTALL, false).unwrap_err());
     assert!(
         err.contains(&format!(
@@ -168,74 +166,25 @@ fn downloads_are_verified_installed_and_not_fetched_again() {
 }
 
 #[test]
-fn tarball_members_and_local_files_are_installed_by_the_checksum_of_the_binary() {
+fn local_files_are_installed_by_their_checksum() {
     let dir = target_dir();
-    let binary = b"the iroh-relay binary".to_vec();
-    let mut archive = tar::Builder::new(flate2::write::GzEncoder::new(
-        Vec::new(),
-        flate2::Compression::fast(),
-    ));
-    let mut header = tar::Header::new_gnu();
-    header.set_size(binary.len() as u64);
-    header.set_mode(0o755);
-    header.set_cksum();
-    archive
-        .append_data(&mut header, "./iroh-relay", &binary[..])
-        .unwrap();
-    let tarball = archive.into_inner().unwrap().finish().unwrap();
-    let local = dir.path().join("relay.tar.gz");
-    std::fs::write(&local, &tarball).unwrap();
+    let binary = b"a program built elsewhere".to_vec();
+    let local = dir.path().join("relay.local");
+    std::fs::write(&local, &binary).unwrap();
 
-    let plans = download_plan(
-        DownloadSource::Local(local.clone()),
-        sha256(&binary),
-        Some("./iroh-relay"),
-    );
+    let plans = download_plan(DownloadSource::Local(local.clone()), sha256(&binary));
     assert_eq!(run(dir.path(), &plans, INSTALL, false).unwrap(), 1);
     assert_eq!(
         std::fs::read(dir.path().join("usr/local/bin/relay")).unwrap(),
         binary
     );
+    assert_eq!(run(dir.path(), &plans, INSTALL, false).unwrap(), 0);
 
-    let plans = download_plan(
-        DownloadSource::Local(local),
-        sha256(&binary),
-        Some("missing"),
-    );
+    std::fs::write(&local, b"changed since it was planned").unwrap();
     std::fs::remove_file(dir.path().join("usr/local/bin/relay")).unwrap();
     let err = format!("{:#}", run(dir.path(), &plans, INSTALL, false).unwrap_err());
-    assert!(err.contains("the archive has no member missing"), "{err}");
-}
-
-#[test]
-fn an_optional_download_that_cannot_be_fetched_is_no_change_and_no_failure() {
-    let dir = target_dir();
-    // A port nothing listens on: bound, then released.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let unreachable = DownloadSource::Url(format!("http://127.0.0.1:{port}/relay"));
-    let mut plans = download_plan(unreachable, "0".repeat(64), None);
-    let err = format!("{:#}", run(dir.path(), &plans, INSTALL, false).unwrap_err());
-    assert!(err.contains("downloading http://127.0.0.1:"), "{err}");
-
-    let download = &mut plans[0].install.downloads[0];
-    *download = download.clone().optional();
-    assert_eq!(run(dir.path(), &plans, INSTALL, false).unwrap(), 0);
+    assert!(err.contains(&format!("sha256 mismatch for {}", local.display())), "{err}");
     assert!(!dir.path().join("usr/local/bin/relay").exists());
-
-    let binary = b"fetched after all".to_vec();
-    let (url, _) = serve(binary.clone());
-    let mut plans = download_plan(DownloadSource::Url(url), sha256(&binary), None);
-    let download = &mut plans[0].install.downloads[0];
-    *download = download.clone().optional();
-    assert_eq!(run(dir.path(), &plans, INSTALL, false).unwrap(), 1);
-    assert_eq!(
-        std::fs::read(dir.path().join("usr/local/bin/relay")).unwrap(),
-        binary
-    );
 }
 
 fn config_plan(content: &str) -> Vec<Planned> {
