@@ -162,11 +162,7 @@ impl Download {
     }
 
     /// A pinned release for the target's architecture, from `(arch, url, sha256)` rows.
-    pub fn pinned(
-        dest: &str,
-        facts: &Facts,
-        releases: &[(&str, &str, &str)],
-    ) -> Result<Download> {
+    pub fn pinned(dest: &str, facts: &Facts, releases: &[(&str, &str, &str)]) -> Result<Download> {
         let Some((_, url, sha256)) = releases.iter().find(|(arch, _, _)| *arch == facts.arch)
         else {
             anyhow::bail!(

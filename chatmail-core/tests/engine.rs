@@ -183,7 +183,10 @@ fn local_files_are_installed_by_their_checksum() {
     std::fs::write(&local, b"changed since it was planned").unwrap();
     std::fs::remove_file(dir.path().join("usr/local/bin/relay")).unwrap();
     let err = format!("{:#}", run(dir.path(), &plans, INSTALL, false).unwrap_err());
-    assert!(err.contains(&format!("sha256 mismatch for {}", local.display())), "{err}");
+    assert!(
+        err.contains(&format!("sha256 mismatch for {}", local.display())),
+        "{err}"
+    );
     assert!(!dir.path().join("usr/local/bin/relay").exists());
 }
 

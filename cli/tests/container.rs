@@ -1,6 +1,7 @@
 //! The container path: `cargo xtask image` builds the relay's image (on a Docker engine the test
 //! starts itself, base image imported from the cached Debian rootfs), `cmdeploy compose` writes the
-//! compose file, docker-compose brings it up with host networking, every health check passes, and
+//! compose file for the default settings, docker-compose brings it up with host networking, every
+//! health check passes (iroh-relay's too: the image always carries it), and
 //! two Delta Chat accounts exchange encrypted messages through it. Then `down` and `up` again: same
 //! keys and secrets, the stored mail still there. Also: the image holds no deployment value. Slow:
 //! needs root, docker.io and docker-compose (`scripts/setup-debian`); ignored unless run with
@@ -11,6 +12,7 @@
 
 mod support;
 
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -23,7 +25,7 @@ const TAG: &str = "chatmail-relay:test";
 const BASE: &str = "chatmail-test-base:bookworm";
 const PROJECT: &str = "cmdeploy-test";
 /// The relay's public ports, bound on this machine by the host-networked containers.
-const PORTS: [u16; 8] = [25, 53, 80, 143, 443, 465, 587, 993];
+const PORTS: [u16; 9] = [25, 53, 80, 143, 443, 465, 587, 993, 3340];
 /// Files made once that must survive recreating the containers.
 const SECRETS: [(&str, &str); 3] = [
     ("opendkim", "/etc/dkimkeys/opendkim.private"),
@@ -141,6 +143,24 @@ impl Project<'_> {
     }
 }
 
+/// The iroh-relay container is healthy and its server answers its captive-portal check on
+/// port 3340 (the host's network).
+fn assert_iroh_relay_serves(project: &Project<'_>) {
+    let id = ok(project.compose(&["ps", "--quiet", "iroh-relay"]));
+    let health =
+        ok(project
+            .dockerd
+            .docker(&["inspect", "--format", "{{.State.Health.Status}}", id.trim()]));
+    assert_eq!(health.trim(), "healthy");
+    let mut stream = std::net::TcpStream::connect("127.0.0.1:3340").unwrap();
+    stream
+        .write_all(b"GET /generate_204 HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+}
+
 impl Drop for Project<'_> {
     fn drop(&mut self) {
         let _ = self.compose(&["down", "--volumes"]).output();
@@ -206,7 +226,7 @@ fn relay_runs_from_its_image_and_keeps_its_state_across_recreation() {
     let _ = project.compose(&["down", "--volumes"]).output();
     let ini = config_file(
         project.dir.path(),
-        &format!("mail_domain = {DOMAIN}\nmax_load_1m = 1000\niroh_relay =\n"),
+        &format!("mail_domain = {DOMAIN}\nmax_load_1m = 1000\n"),
     );
     let compose_file = project.dir.path().join("compose.yml");
     let run = cmdeploy(
@@ -224,6 +244,7 @@ fn relay_runs_from_its_image_and_keeps_its_state_across_recreation() {
     assert!(run.ok);
     ok(project.compose(&["up", "--detach"]));
     project.wait_healthy();
+    assert_iroh_relay_serves(&project);
     delta_chat_exchange("127.0.0.1", DOMAIN);
 
     // A message stored now must outlive the containers.

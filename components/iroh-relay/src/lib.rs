@@ -27,6 +27,13 @@ fn bundled(facts: &Facts) -> bool {
     facts.binaries.join(NAME).is_file()
 }
 
+/// Whether the relay has the binary to run: shipped by this cmdeploy, or in the relay's image,
+/// which always carries it (`cargo xtask image`), also when `cmdeploy compose` plans the
+/// image's containers on a machine whose cmdeploy lacks it.
+fn at_hand(facts: &Facts) -> bool {
+    facts.foreground() || bundled(facts)
+}
+
 impl Component for IrohRelay {
     fn name(&self) -> &'static str {
         "iroh-relay"
@@ -53,7 +60,7 @@ impl Component for IrohRelay {
 
     /// Install cannot read the settings: the missing binary is told here, where it matters.
     fn configure(&self, configure: &mut Configure<'_>) -> Result<()> {
-        if configure.config.enable_iroh_relay && !bundled(configure.facts) {
+        if configure.config.enable_iroh_relay && !at_hand(configure.facts) {
             configure.warn(&format!(
                 "{NAME} is not beside cmdeploy (in {}), so this relay's iroh relay stays \
                  stopped: run `cargo xtask iroh-relay` and deploy again, or set iroh_relay \
@@ -67,7 +74,7 @@ impl Component for IrohRelay {
     /// Upstream started it even when `iroh_relay` points elsewhere; here it is stopped then,
     /// and also when cmdeploy ships no binary (it could not start).
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
-        if activate.config.enable_iroh_relay && bundled(activate.facts) {
+        if activate.config.enable_iroh_relay && at_hand(activate.facts) {
             let argv = [DEST, "--config-path", "/etc/iroh-relay.toml"];
             let service = Service::running(UNIT)
                 .foreground_as("iroh", &argv)

@@ -135,9 +135,26 @@ fn without_the_binary_it_is_stopped_and_the_run_says_what_to_do() {
     );
     assert!(activate.ports.is_empty());
 
-    let elsewhere = plan(&facts, Some(&format!("{OWN}iroh_relay = https://iroh.example.net\n")));
+    let elsewhere = plan(
+        &facts,
+        Some(&format!("{OWN}iroh_relay = https://iroh.example.net\n")),
+    );
     assert!(
         elsewhere.configure.unwrap().warnings.is_empty(),
         "no warning when another relay serves"
     );
+}
+
+#[test]
+fn the_image_always_runs_it() {
+    // `cmdeploy compose` plans the image's containers with the facts of one, wherever it runs.
+    let empty = tempfile::tempdir().unwrap();
+    let mut image = facts(empty.path());
+    image.container = true;
+    image.systemd = false;
+    let own = plan(&image, Some(OWN));
+    assert!(own.configure.unwrap().warnings.is_empty());
+    let services = own.activate.unwrap().services;
+    assert!(services[0].running, "{services:?}");
+    assert!(services[0].container.is_some(), "{services:?}");
 }
