@@ -55,7 +55,8 @@ enum Task {
         /// docker or podman (default: whichever is installed).
         #[arg(long)]
         engine: Option<String>,
-        /// The Debian 12 base image.
+        /// The Debian 12 base image; when it is the default and the engine lacks it, the cached
+        /// Debian 12 rootfs (target/rootfs/) is imported as localhost/cmdeploy-debian:bookworm.
         #[arg(long, default_value = image::DEFAULT_BASE)]
         base: String,
         /// The image's tag.
