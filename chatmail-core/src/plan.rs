@@ -204,6 +204,21 @@ pub struct Generate {
     pub owner: Option<Owner>,
 }
 
+/// Something an earlier release kept at another path (a directory with data, say), moved once
+/// to where it belongs now: a rename, so owners, modes and content stay as they are. While
+/// `from` exists and `to` does not, the run moves it; with both there it refuses before
+/// changing anything; otherwise there is nothing to move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Move {
+    /// Where an earlier release left it.
+    pub from: PathBuf,
+    /// Where it belongs now (missing parents are created).
+    pub to: PathBuf,
+    /// Units that write into it: on a systemd host those running are stopped before the
+    /// rename, and owed a start (a restart) that activation gives them.
+    pub quiesce: Vec<String>,
+}
+
 /// A file the deployment needs but does not create (e.g. externally managed certificates).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Required {
@@ -507,6 +522,8 @@ pub struct ConfigurePlan {
     pub dirs: Vec<Dir>,
     /// Configuration files for this deployment.
     pub files: Vec<File>,
+    /// What earlier releases kept elsewhere, moved before any directory is made.
+    pub moves: Vec<Move>,
     /// Secrets and certificates created once.
     pub generates: Vec<Generate>,
     /// Commands run after a file changed.
@@ -777,6 +794,18 @@ impl<'a> Configure<'a> {
             path: path.as_ref().to_owned(),
             owner,
             mode,
+        });
+    }
+
+    /// Moves `from` (where an earlier release kept it) to `to` once, by a rename, before any
+    /// directory is made; on a systemd host the running `quiesce` units (those writing into
+    /// it) are stopped first and started again by activation. With both paths present the
+    /// run fails before anything changes.
+    pub fn relocate(&mut self, from: impl AsRef<Path>, to: impl AsRef<Path>, quiesce: &[&str]) {
+        self.plan.moves.push(Move {
+            from: from.as_ref().to_owned(),
+            to: to.as_ref().to_owned(),
+            quiesce: owned(quiesce),
         });
     }
 

@@ -349,12 +349,58 @@ fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
     );
 }
 
+/// An account of the IPv4 relay 10.77.45.2, laid out as upstream leaves it.
+const CAROL: &str = "carol@[10.77.45.2]";
+const CAROL_PASSWORD: &str = "upstream-password-1";
+/// Upstream's mailboxes folder of an IPv4 relay: the address without brackets.
+const IPV4_MAILBOXES: &str = "/home/vmail/mail/10.77.45.2";
+
+/// Writes `CAROL`'s password hash and one message where upstream keeps them.
+fn upstream_ipv4_account(host: &Host) {
+    let mailbox = format!("{IPV4_MAILBOXES}/{CAROL}");
+    let hash = host
+        .exec_ok(&["openssl", "passwd", "-6", CAROL_PASSWORD])
+        .unwrap();
+    let script = format!(
+        "mkdir -p {mailbox}/new {mailbox}/cur {mailbox}/tmp && \
+         printf '%s' '{{SHA512-CRYPT}}{hash}' > {mailbox}/password && \
+         printf 'From: dave@[10.77.45.3]\\nTo: {CAROL}\\nSubject: kept from upstream\\n\\nhello\\n' \
+           > {mailbox}/new/1700000000.M1P1.upstream && \
+         chown -R vmail:vmail /home/vmail/mail && chmod 0700 {IPV4_MAILBOXES}",
+        mailbox = format!("'{mailbox}'"),
+        hash = hash.trim(),
+    );
+    host.exec_ok(&["/bin/sh", "-c", &script]).unwrap();
+}
+
+/// `CAROL` logs in with her password (not a new account: a wrong one is refused) and her
+/// message is there.
+fn assert_carol_found(host: &Host) {
+    host.exec_ok(&["doveadm", "auth", "test", CAROL, CAROL_PASSWORD])
+        .unwrap();
+    let wrong = host
+        .exec(&["doveadm", "auth", "test", CAROL, "another-password-1"])
+        .unwrap();
+    assert!(
+        !wrong.status.success(),
+        "the account exists: its password is checked"
+    );
+    let mail = host
+        .exec_ok(&[
+            "doveadm", "fetch", "-u", CAROL, "text", "mailbox", "INBOX", "ALL",
+        ])
+        .unwrap();
+    assert!(mail.contains("Subject: kept from upstream"), "{mail}");
+}
+
 #[test]
 #[ignore = "slow: root, a booted systemd-nspawn host"]
 fn ipv4_relay_converges_after_a_killed_run_and_loses_nothing() {
     let domain = "mail_domain = 10.77.45.2\n";
     let (root, host) = relay_host("cm-ipv4", 45, domain);
     assert_eq!(host.address.to_string(), "10.77.45.2");
+    upstream_ipv4_account(&host);
+    let password = root.read(&format!("{IPV4_MAILBOXES}/{CAROL}/password"));
 
     let first = host_deploy(&host, &[]);
     assert!(
@@ -370,15 +416,21 @@ fn ipv4_relay_converges_after_a_killed_run_and_loses_nothing() {
     ];
     let secrets_before = secrets(&root, &keys);
     assert!(host_deploy(&host, &[]).contains("nothing to change"));
+    // The upstream relay's account is adopted as it is.
+    assert_carol_found(&host);
+    assert_eq!(
+        root.read(&format!("{IPV4_MAILBOXES}/{CAROL}/password")),
+        password
+    );
 
     delta_chat_exchange(&host.address.to_string(), "[10.77.45.2]");
-    let mailboxes = Path::new("home/vmail/mail/[10.77.45.2]");
+    let mailboxes = Path::new(IPV4_MAILBOXES.trim_start_matches('/'));
     let accounts = std::fs::read_dir(root.path.join(mailboxes))
         .unwrap()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().contains('@'))
         .count();
-    assert_eq!(accounts, 2, "both accounts were created by logging in");
+    assert_eq!(accounts, 3, "carol's, and two created by logging in");
     let mail_before = snapshot(&root.path.join(mailboxes));
 
     // Kill cmdeploy with SIGKILL right after its first configure change, then run again.
@@ -444,4 +496,28 @@ fn ipv4_relay_converges_after_a_killed_run_and_loses_nothing() {
         snapshot(&root.path.join(mailboxes)) == mail_before,
         "the mailboxes are untouched"
     );
+
+    // A relay an earlier release of this tool deployed kept them bracketed: on the running
+    // relay they are moved, with the daemons writing there stopped for it and started again.
+    let old = "/home/vmail/mail/[10.77.45.2]";
+    host.exec_ok(&["mv", IPV4_MAILBOXES, old]).unwrap();
+    let moved = host_deploy(&host, &[]);
+    for line in [
+        format!("legacy: stop dovecot.service (to move {old})\n"),
+        format!("legacy: stop doveauth.service (to move {old})\n"),
+        format!("legacy: move {old} to {IPV4_MAILBOXES}\n"),
+        "dovecot: start dovecot.service\n".to_owned(),
+        format!(
+            "moved (where an earlier release kept it):\n  {old} -> {IPV4_MAILBOXES}  (legacy)\n"
+        ),
+    ] {
+        assert!(moved.contains(&line), "{line:?} missing:\n{moved}");
+    }
+    assert!(
+        snapshot(&root.path.join(mailboxes)) == mail_before,
+        "moved as they were"
+    );
+    assert_all_active(&host, &units);
+    assert_carol_found(&host);
+    assert!(host_deploy(&host, &[]).contains("nothing to change"));
 }
