@@ -15,7 +15,7 @@ use crate::generate::{self, Found, Step};
 use crate::manifest::{Entry, Item, Manifest};
 use crate::plan::{
     Activate, ActivatePlan, Attempt, Configure, ConfigurePlan, Deb, Dir, Download, File, Generate,
-    Install, InstallPlan, LineRemoval, OnChange, Owner, Restarts, Service, Validator,
+    Install, InstallPlan, LineRemoval, Move, OnChange, Owner, Restarts, Service, Validator,
 };
 use crate::report::{Action, Event, Kind, Report};
 use crate::stage::{self, Stage};
@@ -155,6 +155,9 @@ pub struct Engine<'t> {
     accounts: Accounts,
     /// Components to restart when a given file changes (from their `watch` declarations).
     watchers: BTreeMap<PathBuf, Vec<Owed>>,
+    /// In a dry run, what a move would have put in place: new path to the old one, where the
+    /// directory still is when later items are compared.
+    moved: BTreeMap<PathBuf, PathBuf>,
     /// What the run changed so far (or, in a dry run, would change).
     pub report: Report,
     observer: Observer<'t>,
@@ -181,6 +184,7 @@ impl<'t> Engine<'t> {
             pending: Pending::load(target, !dry_run)?,
             accounts: Accounts::read(target)?,
             watchers: BTreeMap::new(),
+            moved: BTreeMap::new(),
             report: Report::default(),
             observer: Observer(Box::new(|_| {})),
         })
@@ -210,6 +214,7 @@ impl<'t> Engine<'t> {
     pub fn run(&mut self, plans: &[Planned], phases: Phases) -> Result<()> {
         if phases.configure {
             self.check_required(plans)?;
+            self.check_moves(plans)?;
         }
         if phases.activate && self.facts.systemd {
             check_addresses(plans)?;
@@ -244,6 +249,12 @@ impl<'t> Engine<'t> {
             self.install(plans)?;
         }
         if phases.configure {
+            for planned in plans {
+                for relocation in planned.configure.iter().flat_map(|c| &c.moves) {
+                    self.relocate(planned.component, relocation)
+                        .with_context(|| format!("{}: configure failed", planned.component))?;
+                }
+            }
             self.secrets(plans)?;
             for planned in plans {
                 if let Some(configure) = &planned.configure {
@@ -324,6 +335,78 @@ impl<'t> Engine<'t> {
                     );
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Fails, before anything is changed, when both ends of a move exist: which one holds the
+    /// data to keep is the operator's call.
+    fn check_moves(&self, plans: &[Planned]) -> Result<()> {
+        for planned in plans {
+            for relocation in planned.configure.iter().flat_map(|c| &c.moves) {
+                if self.exists(&relocation.from) && self.exists(&relocation.to) {
+                    bail!(
+                        "{}: both {} (where an earlier release kept it) and {} (where it \
+                         belongs now) exist; keep one of them (move what the other holds into \
+                         it, then remove the other) and run again; nothing was changed",
+                        planned.component,
+                        relocation.from.display(),
+                        relocation.to.display()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether anything (a file, a directory, a link) is at `path` on the target.
+    fn exists(&self, path: &Path) -> bool {
+        std::fs::symlink_metadata(self.target.path(path)).is_ok()
+    }
+
+    /// Moves what an earlier release left at `from` to `to` while only `from` exists: the
+    /// running units writing into it stopped first (owed their start), then one rename, which
+    /// keeps owners, modes and content.
+    fn relocate(&mut self, name: &str, relocation: &Move) -> Result<()> {
+        if !self.exists(&relocation.from) || self.exists(&relocation.to) {
+            return Ok(());
+        }
+        let (from, to) = (&relocation.from, &relocation.to);
+        if self.facts.systemd {
+            let states = systemd::states(self.target, &relocation.quiesce)?;
+            let running: Vec<String> = relocation
+                .quiesce
+                .iter()
+                .filter(|unit| states.get(*unit).is_some_and(|state| state.active))
+                .cloned()
+                .collect();
+            if !running.is_empty() {
+                self.pending.add(running.iter().cloned().map(Owed::Unit))?;
+                for unit in &running {
+                    let what = format!("stop {unit} (to move {})", from.display());
+                    self.record(Action::new(name, Kind::Unit(Verb::Stop), what));
+                }
+                if !self.dry_run {
+                    systemd::act(self.target, Verb::Stop, &running)?;
+                }
+            }
+        }
+        let what = format!("move {} to {}", from.display(), to.display());
+        let kind = Kind::Move {
+            from: from.clone(),
+            to: to.clone(),
+        };
+        let (old, new) = (self.target.path(from), self.target.path(to));
+        self.change(vec![], Action::new(name, kind, what), || {
+            if let Some(parent) = new.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            std::fs::rename(&old, &new)
+                .with_context(|| format!("renaming {} to {}", old.display(), new.display()))
+        })?;
+        if self.dry_run {
+            self.moved.insert(to.clone(), from.clone());
         }
         Ok(())
     }
@@ -536,22 +619,10 @@ impl<'t> Engine<'t> {
             download.dest.display()
         );
         let meta = self.meta(&Owner::root(), download.mode)?;
-        // Fetched before anything is recorded: an optional download that cannot be had is a
-        // notice, not a change.
+        // Fetched before anything is recorded: a download that fails changes nothing.
         let content = match self.dry_run {
             true => Vec::new(),
-            false => match download::fetch(download) {
-                Ok(content) => content,
-                Err(err) if download.optional => {
-                    let text = format!(
-                        "{name}: notice: {} not installed, going on without it: {err:#}",
-                        download.dest.display()
-                    );
-                    (self.observer.0)(Event::Notice(&text));
-                    return Ok(());
-                }
-                Err(err) => return Err(err),
-            },
+            false => download::fetch(download)?,
         };
         let action = Action::new(name, Kind::File, what);
         self.change(owed, action, || {
@@ -968,7 +1039,9 @@ impl<'t> Engine<'t> {
     fn dir(&mut self, name: &str, dir: &Dir, owed: &[Owed]) -> Result<()> {
         let path = self.target.path(&dir.path);
         let meta = self.meta(&dir.owner, dir.mode)?;
-        let current = std::fs::metadata(&path).ok();
+        // In a dry run, a directory a move would have put here is still where it was.
+        let now_at = self.moved.get(&dir.path).map(|from| self.target.path(from));
+        let current = std::fs::metadata(now_at.as_ref().unwrap_or(&path)).ok();
         let matches = current.as_ref().is_some_and(|m| {
             use std::os::unix::fs::MetadataExt;
             m.is_dir()

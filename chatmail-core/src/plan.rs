@@ -111,8 +111,8 @@ pub struct File {
     pub restarts: Restarts,
 }
 
-/// A binary fetched by URL, verified by its sha256 (of the extracted member for tarballs),
-/// or one of the relay's own binaries shipped next to cmdeploy.
+/// A file fetched by URL or copied from a local file, verified by its sha256, or one of the
+/// relay's own binaries shipped next to cmdeploy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Download {
     /// Where the binary is installed on the target.
@@ -121,12 +121,8 @@ pub struct Download {
     pub source: DownloadSource,
     /// Expected sha256; empty for [`DownloadSource::Bundled`] (compared by content instead).
     pub sha256: String,
-    /// For `.tar.gz` sources: the archive member to install.
-    pub extract: Option<String>,
     /// Permission bits of the installed file (0755 for programs).
     pub mode: u32,
-    /// When it cannot be fetched, the run goes on without it and says so.
-    pub optional: bool,
 }
 
 /// Where a download comes from.
@@ -134,7 +130,7 @@ pub struct Download {
 pub enum DownloadSource {
     /// An `https://` URL, fetched by the machine running cmdeploy.
     Url(String),
-    /// A file on the machine running cmdeploy (offline installs of pinned releases).
+    /// A file on the machine running cmdeploy (a `.deb` file built elsewhere).
     Local(PathBuf),
     /// One of the relay's own programs, built with cmdeploy and shipped beside it.
     Bundled(PathBuf),
@@ -161,21 +157,12 @@ impl Download {
             dest: dest.into(),
             source: DownloadSource::Local(path.to_owned()),
             sha256: crate::download::sha256_hex(&content),
-            extract: None,
             mode: 0o644,
-            optional: false,
         })
     }
 
-    /// A pinned release for the target's architecture, from `(arch, url, sha256)` rows, or from
-    /// `local` instead of the URL when given (same checksum).
-    pub fn pinned(
-        dest: &str,
-        facts: &Facts,
-        releases: &[(&str, &str, &str)],
-        extract: Option<&str>,
-        local: Option<PathBuf>,
-    ) -> Result<Download> {
+    /// A pinned release for the target's architecture, from `(arch, url, sha256)` rows.
+    pub fn pinned(dest: &str, facts: &Facts, releases: &[(&str, &str, &str)]) -> Result<Download> {
         let Some((_, url, sha256)) = releases.iter().find(|(arch, _, _)| *arch == facts.arch)
         else {
             anyhow::bail!(
@@ -185,22 +172,10 @@ impl Download {
         };
         Ok(Download {
             dest: dest.into(),
-            source: local.map_or_else(
-                || DownloadSource::Url((*url).to_owned()),
-                DownloadSource::Local,
-            ),
+            source: DownloadSource::Url((*url).to_owned()),
             sha256: (*sha256).to_owned(),
-            extract: extract.map(str::to_owned),
             mode: 0o755,
-            optional: false,
         })
-    }
-
-    /// Lets the run go on without this binary when it cannot be fetched (e.g. an offline
-    /// relay and a release only published on GitHub); a notice names what is missing.
-    pub fn optional(mut self) -> Self {
-        self.optional = true;
-        self
     }
 }
 
@@ -227,6 +202,21 @@ pub struct Generate {
     pub argv: Vec<String>,
     /// Owner given to the created files afterwards (their modes are the command's).
     pub owner: Option<Owner>,
+}
+
+/// Something an earlier release kept at another path (a directory with data, say), moved once
+/// to where it belongs now: a rename, so owners, modes and content stay as they are. While
+/// `from` exists and `to` does not, the run moves it; with both there it refuses before
+/// changing anything; otherwise there is nothing to move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Move {
+    /// Where an earlier release left it.
+    pub from: PathBuf,
+    /// Where it belongs now (missing parents are created).
+    pub to: PathBuf,
+    /// Units that write into it: on a systemd host those running are stopped before the
+    /// rename, and owed a start (a restart) that activation gives them.
+    pub quiesce: Vec<String>,
 }
 
 /// A file the deployment needs but does not create (e.g. externally managed certificates).
@@ -572,6 +562,8 @@ pub struct ConfigurePlan {
     pub dirs: Vec<Dir>,
     /// Configuration files for this deployment.
     pub files: Vec<File>,
+    /// What earlier releases kept elsewhere, moved before any directory is made.
+    pub moves: Vec<Move>,
     /// Secrets and certificates created once.
     pub generates: Vec<Generate>,
     /// Commands run after a file changed.
@@ -805,9 +797,7 @@ impl<'a> Install<'a> {
             dest: dest.into(),
             source: DownloadSource::Bundled(self.facts.binaries.join(name)),
             sha256: String::new(),
-            extract: None,
             mode: 0o755,
-            optional: false,
         });
     }
 
@@ -847,6 +837,18 @@ impl<'a> Configure<'a> {
             path: path.as_ref().to_owned(),
             owner,
             mode,
+        });
+    }
+
+    /// Moves `from` (where an earlier release kept it) to `to` once, by a rename, before any
+    /// directory is made; on a systemd host the running `quiesce` units (those writing into
+    /// it) are stopped first and started again by activation. With both paths present the
+    /// run fails before anything changes.
+    pub fn relocate(&mut self, from: impl AsRef<Path>, to: impl AsRef<Path>, quiesce: &[&str]) {
+        self.plan.moves.push(Move {
+            from: from.as_ref().to_owned(),
+            to: to.as_ref().to_owned(),
+            quiesce: owned(quiesce),
         });
     }
 

@@ -248,8 +248,9 @@ mod tests {
             "var-spool-postfix"
         );
         assert_eq!(
-            volume_name(Path::new("/home/vmail/mail/[10.0.0.1]")),
-            "home-vmail-mail--10.0.0.1"
+            volume_name(Path::new("/home/vmail/mail/10.0.0.1")),
+            "home-vmail-mail-10.0.0.1"
         );
+        assert_eq!(volume_name(Path::new("/srv/[x]/mail")), "srv--x--mail");
     }
 }

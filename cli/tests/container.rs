@@ -2,8 +2,8 @@
 //! Docker engine the test starts itself; the default base, absent there, comes from the cached
 //! Debian rootfs), `cmdeploy init` and `cmdeploy compose` write the settings and the compose file,
 //! `docker-compose up -d` brings it up with host networking, every health check passes (the time
-//! is printed), and two Delta Chat accounts exchange encrypted messages through it. Then `down`
-//! and `up` again: same keys and secrets, the stored mail still there. Also: the image holds no
+//! is printed; iroh-relay's too: the image always carries it), and two Delta Chat accounts
+//! exchange encrypted messages through it. Then `down` and `up` again: same keys and secrets, the stored mail still there. Also: the image holds no
 //! deployment value and no private key. Slow: needs root, docker.io and docker-compose
 //! (`scripts/setup-debian`); ignored unless run with `--include-ignored`. Binds the relay's ports
 //! on this machine, and fails first, clearly, when one is taken.
@@ -12,6 +12,7 @@
 
 mod support;
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ use xtask::docker::Dockerd;
 const DOMAIN: &str = "_chat.example.org";
 const TAG: &str = xtask::image::DEFAULT_TAG;
 /// The relay's public ports, bound on this machine by the host-networked containers.
-const PORTS: [u16; 8] = [25, 53, 80, 143, 443, 465, 587, 993];
+const PORTS: [u16; 9] = [25, 53, 80, 143, 443, 465, 587, 993, 3340];
 /// Files made once that must survive recreating the containers.
 const SECRETS: [(&str, &str); 3] = [
     ("opendkim", "/etc/dkimkeys/opendkim.private"),
@@ -150,6 +151,24 @@ impl Project<'_> {
     }
 }
 
+/// The iroh-relay container is healthy and its server answers its captive-portal check on
+/// port 3340 (the host's network).
+fn assert_iroh_relay_serves(project: &Project<'_>) {
+    let id = ok(project.compose(&["ps", "--quiet", "iroh-relay"]));
+    let health =
+        ok(project
+            .dockerd
+            .docker(&["inspect", "--format", "{{.State.Health.Status}}", id.trim()]));
+    assert_eq!(health.trim(), "healthy");
+    let mut stream = std::net::TcpStream::connect("127.0.0.1:3340").unwrap();
+    stream
+        .write_all(b"GET /generate_204 HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+}
+
 impl Drop for Project<'_> {
     fn drop(&mut self) {
         let _ = self.compose(&["down", "--volumes"]).output();
@@ -220,6 +239,9 @@ fn relay_runs_from_its_image_and_keeps_its_state_across_recreation() {
     assert!(built.contains(&format!("built {TAG}")), "{built}");
 
     // Nothing of a deployment is in the image: no settings, keys, certificates or domain.
+    let size = ok(dockerd.docker(&["image", "inspect", "--format", "{{.Size}}", TAG]));
+    let size: f64 = size.trim().parse().unwrap();
+    eprintln!("image size: {:.0} MB", size / 1e6);
     let inspect = ok(dockerd.docker(&["image", "inspect", TAG]));
     for label in ["version", "revision", "source"] {
         assert!(
@@ -274,7 +296,7 @@ fn relay_runs_from_its_image_and_keeps_its_state_across_recreation() {
     assert!(init.ok);
     // This machine is shared with builds: accounts are made at any load.
     let mut ini = std::fs::read_to_string(ini_path(&project)).unwrap();
-    ini.push_str("max_load_1m = 1000\niroh_relay =\n");
+    ini.push_str("max_load_1m = 1000\n");
     std::fs::write(ini_path(&project), ini).unwrap();
     let compose_file = project.dir.join("compose.yml");
     let compose = cmdeploy(
@@ -315,6 +337,7 @@ fn relay_runs_from_its_image_and_keeps_its_state_across_recreation() {
         "{}",
         ok(project.compose(&["logs", "--tail", "10"]))
     );
+    assert_iroh_relay_serves(&project);
     delta_chat_exchange("127.0.0.1", DOMAIN);
 
     // A message stored now must outlive the containers.
