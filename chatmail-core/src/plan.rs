@@ -277,6 +277,10 @@ pub struct Foreground {
     pub before: Vec<Vec<String>>,
     /// How the compose health check tells that the daemon is healthy.
     pub health: Option<Probe>,
+    /// Linux capabilities (`NET_BIND_SERVICE`, ...) the daemon needs beyond those every
+    /// container's entrypoint keeps to configure and to drop to a service user; the container
+    /// gets no other.
+    pub capabilities: Vec<String>,
 }
 
 /// A health check of a daemon in a container.
@@ -287,6 +291,12 @@ pub enum Probe {
     Tcp(u16),
     /// A connection to this Unix socket succeeds.
     Unix(PathBuf),
+    /// This Unix socket answers a Dovecot dict lookup.
+    Dict(PathBuf),
+    /// Port on 127.0.0.1 greets with an SMTP banner.
+    Smtp(u16),
+    /// Port on 127.0.0.1 greets with an IMAP greeting.
+    Imap(u16),
     /// This command exits 0.
     Command(Vec<String>),
 }
@@ -296,6 +306,10 @@ pub enum Probe {
 pub enum VolumeKind {
     /// Data that must outlive every container (mailboxes, keys, certificates, the mail queue).
     State,
+    /// A secret that must outlive every container and that only the declaring component's
+    /// containers read (the DKIM key, the TURN secret): those that use the component do not
+    /// mount it.
+    Secret,
     /// Unix sockets and other runtime files that daemons in different containers share;
     /// emptied when the containers go.
     Runtime,
@@ -371,6 +385,7 @@ impl Service {
             argv: owned(argv),
             before: Vec::new(),
             health: None,
+            capabilities: Vec::new(),
         });
         self
     }
@@ -392,6 +407,13 @@ impl Service {
         self
     }
 
+    /// In a container, the daemon needs these Linux capabilities (names without `CAP_`)
+    /// beyond the entrypoint's; needs [`foreground`](Self::foreground) first.
+    pub fn capabilities(mut self, names: &[&str]) -> Self {
+        self.foreground_mut().capabilities.extend(owned(names));
+        self
+    }
+
     /// In a container, `argv` exits 0 while the daemon is healthy; needs
     /// [`foreground`](Self::foreground) first.
     pub fn health(self, argv: &[&str]) -> Self {
@@ -406,6 +428,24 @@ impl Service {
     /// In a container, the daemon is healthy while the Unix socket `path` accepts connections.
     pub fn health_unix(self, path: &str) -> Self {
         self.probe(Probe::Unix(path.into()))
+    }
+
+    /// In a container, the daemon is healthy while the Unix socket `path` answers a Dovecot
+    /// dict lookup.
+    pub fn health_dict(self, path: &str) -> Self {
+        self.probe(Probe::Dict(path.into()))
+    }
+
+    /// In a container, the daemon is healthy while `port` on 127.0.0.1 greets with an SMTP
+    /// banner.
+    pub fn health_smtp(self, port: u16) -> Self {
+        self.probe(Probe::Smtp(port))
+    }
+
+    /// In a container, the daemon is healthy while `port` on 127.0.0.1 greets as an IMAP
+    /// server.
+    pub fn health_imap(self, port: u16) -> Self {
+        self.probe(Probe::Imap(port))
     }
 
     fn probe(mut self, probe: Probe) -> Self {
@@ -555,6 +595,9 @@ pub struct ActivatePlan {
     pub volumes: Vec<Volume>,
     /// Periodic jobs (their host form is a timer the component declares as a service).
     pub jobs: Vec<Job>,
+    /// Other components whose volumes this component's containers mount (see
+    /// [`Activate::uses`]).
+    pub uses: Vec<String>,
 }
 
 /// The install phase's context: facts about the target and the component's templates, but no
@@ -933,6 +976,12 @@ impl<'a> Activate<'a> {
         self.volume(path.as_ref(), VolumeKind::Runtime, why, Some((owner, mode)));
     }
 
+    /// Declares `path` as a [`VolumeKind::Secret`] state volume: kept like
+    /// [`state`](Self::state), mounted only in this component's own containers.
+    pub fn secret(&mut self, path: impl AsRef<Path>, why: &str) {
+        self.volume(path.as_ref(), VolumeKind::Secret, why, None);
+    }
+
     fn volume(&mut self, path: &Path, kind: VolumeKind, why: &str, owner: Option<(Owner, u32)>) {
         self.plan.volumes.push(Volume {
             path: path.to_owned(),
@@ -940,6 +989,14 @@ impl<'a> Activate<'a> {
             why: why.to_owned(),
             owner,
         });
+    }
+
+    /// Declares that this component's containers (its daemons, and the jobs' container when it
+    /// declares jobs) use `component`'s volumes (its sockets, its certificate): they mount
+    /// them, and, when this component comes after `component`, configure it too (they read
+    /// its files). A container mounts nothing else but its own component's volumes.
+    pub fn uses(&mut self, component: &str) {
+        self.plan.uses.push(component.to_owned());
     }
 
     /// Declares a periodic job for containers: `argv` as `user` on the crontab `schedule`
@@ -981,13 +1038,15 @@ mod tests {
         let service = Service::running("postfix.service")
             .foreground(&["postfix", "start-fg"])
             .before(&["/usr/lib/postfix/configure-instance.sh"])
-            .health(&["postfix", "status"]);
+            .health(&["postfix", "status"])
+            .capabilities(&["NET_BIND_SERVICE"]);
         assert_eq!(
             service.container,
             Some(Foreground {
                 argv: owned(&["postfix", "start-fg"]),
                 before: vec![owned(&["/usr/lib/postfix/configure-instance.sh"])],
                 health: Some(Probe::Command(owned(&["postfix", "status"]))),
+                capabilities: owned(&["NET_BIND_SERVICE"]),
             })
         );
         assert_eq!(Service::running("postfix.service").container, None);

@@ -175,6 +175,49 @@ impl Drop for Project<'_> {
     }
 }
 
+/// Every container drops all capabilities but those it declares, gains no privileges, and
+/// mounts only its component's volumes and those of the components it uses, the secrets only
+/// where they are used.
+fn assert_least_privilege(project: &Project) {
+    let format = "{{.Name}} {{json .HostConfig.CapDrop}} {{json .HostConfig.SecurityOpt}} \
+                  {{range .Mounts}}{{.Name}},{{end}}";
+    let containers = project.inspect(format);
+    // Volume name and the services allowed to mount it.
+    let allowed: [(&str, &[&str]); 3] = [
+        ("etc-dkimkeys", &["init", "opendkim"]),
+        ("etc-chatmail-turn", &["init", "turnserver"]),
+        (
+            "home-vmail-mail",
+            &[
+                "init",
+                "dovecot",
+                "doveauth",
+                "lastlogin",
+                "chatmail-metadata",
+                "cron",
+            ],
+        ),
+    ];
+    for line in &containers {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [name, cap_drop, security, mounts] = words[..] else {
+            panic!("unexpected inspect line {line:?}");
+        };
+        assert_eq!(cap_drop, r#"["ALL"]"#, "{line}");
+        assert!(security.contains("no-new-privileges:true"), "{line}");
+        for (volume, services) in allowed {
+            let service = services.iter().any(|s| name.contains(&format!("_{s}_")));
+            assert!(
+                service || !mounts.contains(volume),
+                "{name} mounts {volume}"
+            );
+        }
+    }
+    let nginx = containers.iter().find(|l| l.contains("_nginx_")).unwrap();
+    assert!(nginx.contains("var-lib-chatmail-tls"), "{nginx}");
+    assert!(!nginx.contains("var-spool-postfix"), "{nginx}");
+}
+
 #[test]
 #[ignore = "slow: root, the tests' own dockerd and the relay image"]
 fn relay_runs_from_its_image_and_keeps_its_state_across_recreation() {
@@ -196,6 +239,9 @@ fn relay_runs_from_its_image_and_keeps_its_state_across_recreation() {
     assert!(built.contains(&format!("built {TAG}")), "{built}");
 
     // Nothing of a deployment is in the image: no settings, keys, certificates or domain.
+    let size = ok(dockerd.docker(&["image", "inspect", "--format", "{{.Size}}", TAG]));
+    let size: f64 = size.trim().parse().unwrap();
+    eprintln!("image size: {:.0} MB", size / 1e6);
     let inspect = ok(dockerd.docker(&["image", "inspect", TAG]));
     for label in ["version", "revision", "source"] {
         assert!(
@@ -269,6 +315,28 @@ fn relay_runs_from_its_image_and_keeps_its_state_across_recreation() {
         "healthy after up -d on fresh volumes: {:.1} s",
         fresh.as_secs_f64()
     );
+    assert_least_privilege(&project);
+    // The health probes go on every 5 s, and leave no line in the daemons' logs.
+    let logs = || {
+        let services = [
+            "postfix",
+            "dovecot",
+            "turnserver",
+            "doveauth",
+            "chatmail-metadata",
+        ];
+        let mut args = vec!["logs", "--no-color"];
+        args.extend(services);
+        ok(project.compose(&args)).lines().count()
+    };
+    let before = logs();
+    std::thread::sleep(Duration::from_secs(11));
+    assert_eq!(
+        logs(),
+        before,
+        "{}",
+        ok(project.compose(&["logs", "--tail", "10"]))
+    );
     assert_iroh_relay_serves(&project);
     delta_chat_exchange("127.0.0.1", DOMAIN);
 
@@ -291,12 +359,10 @@ fn relay_runs_from_its_image_and_keeps_its_state_across_recreation() {
     let secrets = project.secrets();
 
     // Every container stops on SIGTERM; none is killed when the grace period ends.
+    let stopping = Instant::now();
     ok(project.compose(&["stop", "--timeout", "10"]));
-    for id in project.containers() {
-        let format = "{{.Name}} {{.State.ExitCode}} {{.State.OOMKilled}}";
-        let state = ok(project
-            .dockerd
-            .docker(&["inspect", "--format", format, &id]));
+    eprintln!("stopped in {:.1} s", stopping.elapsed().as_secs_f64());
+    for state in project.inspect("{{.Name}} {{.State.ExitCode}} {{.State.OOMKilled}}") {
         assert!(
             !state.contains(" 137 "),
             "killed after the grace period instead of stopping on SIGTERM: {state}"
