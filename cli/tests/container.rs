@@ -2,8 +2,8 @@
 //! Docker engine the test starts itself; the default base, absent there, comes from the cached
 //! Debian rootfs), `cmdeploy init` and `cmdeploy compose` write the settings and the compose file,
 //! `docker-compose up -d` brings it up with host networking, every health check passes (the time
-//! is printed), and two Delta Chat accounts exchange encrypted messages through it. Then `down`
-//! and `up` again: same keys and secrets, the stored mail still there. Also: the image holds no
+//! is printed; iroh-relay's too: the image always carries it), and two Delta Chat accounts
+//! exchange encrypted messages through it. Then `down` and `up` again: same keys and secrets, the stored mail still there. Also: the image holds no
 //! deployment value and no private key. Slow: needs root, docker.io and docker-compose
 //! (`scripts/setup-debian`); ignored unless run with `--include-ignored`. Binds the relay's ports
 //! on this machine, and fails first, clearly, when one is taken.
@@ -12,6 +12,7 @@
 
 mod support;
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ use xtask::docker::Dockerd;
 const DOMAIN: &str = "_chat.example.org";
 const TAG: &str = xtask::image::DEFAULT_TAG;
 /// The relay's public ports, bound on this machine by the host-networked containers.
-const PORTS: [u16; 8] = [25, 53, 80, 143, 443, 465, 587, 993];
+const PORTS: [u16; 9] = [25, 53, 80, 143, 443, 465, 587, 993, 3340];
 /// Files made once that must survive recreating the containers.
 const SECRETS: [(&str, &str); 3] = [
     ("opendkim", "/etc/dkimkeys/opendkim.private"),
@@ -150,10 +151,71 @@ impl Project<'_> {
     }
 }
 
+/// The iroh-relay container is healthy and its server answers its captive-portal check on
+/// port 3340 (the host's network).
+fn assert_iroh_relay_serves(project: &Project<'_>) {
+    let id = ok(project.compose(&["ps", "--quiet", "iroh-relay"]));
+    let health =
+        ok(project
+            .dockerd
+            .docker(&["inspect", "--format", "{{.State.Health.Status}}", id.trim()]));
+    assert_eq!(health.trim(), "healthy");
+    let mut stream = std::net::TcpStream::connect("127.0.0.1:3340").unwrap();
+    stream
+        .write_all(b"GET /generate_204 HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+}
+
 impl Drop for Project<'_> {
     fn drop(&mut self) {
         let _ = self.compose(&["down", "--volumes"]).output();
     }
+}
+
+/// Every container drops all capabilities but those it declares, gains no privileges, and
+/// mounts only its component's volumes and those of the components it uses, the secrets only
+/// where they are used.
+fn assert_least_privilege(project: &Project) {
+    let format = "{{.Name}} {{json .HostConfig.CapDrop}} {{json .HostConfig.SecurityOpt}} \
+                  {{range .Mounts}}{{.Name}},{{end}}";
+    let containers = project.inspect(format);
+    // Volume name and the services allowed to mount it.
+    let allowed: [(&str, &[&str]); 3] = [
+        ("etc-dkimkeys", &["init", "opendkim"]),
+        ("etc-chatmail-turn", &["init", "turnserver"]),
+        (
+            "home-vmail-mail",
+            &[
+                "init",
+                "dovecot",
+                "doveauth",
+                "lastlogin",
+                "chatmail-metadata",
+                "cron",
+            ],
+        ),
+    ];
+    for line in &containers {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [name, cap_drop, security, mounts] = words[..] else {
+            panic!("unexpected inspect line {line:?}");
+        };
+        assert_eq!(cap_drop, r#"["ALL"]"#, "{line}");
+        assert!(security.contains("no-new-privileges:true"), "{line}");
+        for (volume, services) in allowed {
+            let service = services.iter().any(|s| name.contains(&format!("_{s}_")));
+            assert!(
+                service || !mounts.contains(volume),
+                "{name} mounts {volume}"
+            );
+        }
+    }
+    let nginx = containers.iter().find(|l| l.contains("_nginx_")).unwrap();
+    assert!(nginx.contains("var-lib-chatmail-tls"), "{nginx}");
+    assert!(!nginx.contains("var-spool-postfix"), "{nginx}");
 }
 
 #[test]
@@ -177,6 +239,9 @@ fn relay_runs_from_its_image_and_keeps_its_state_across_recreation() {
     assert!(built.contains(&format!("built {TAG}")), "{built}");
 
     // Nothing of a deployment is in the image: no settings, keys, certificates or domain.
+    let size = ok(dockerd.docker(&["image", "inspect", "--format", "{{.Size}}", TAG]));
+    let size: f64 = size.trim().parse().unwrap();
+    eprintln!("image size: {:.0} MB", size / 1e6);
     let inspect = ok(dockerd.docker(&["image", "inspect", TAG]));
     for label in ["version", "revision", "source"] {
         assert!(
@@ -231,7 +296,7 @@ fn relay_runs_from_its_image_and_keeps_its_state_across_recreation() {
     assert!(init.ok);
     // This machine is shared with builds: accounts are made at any load.
     let mut ini = std::fs::read_to_string(ini_path(&project)).unwrap();
-    ini.push_str("max_load_1m = 1000\niroh_relay =\n");
+    ini.push_str("max_load_1m = 1000\n");
     std::fs::write(ini_path(&project), ini).unwrap();
     let compose_file = project.dir.join("compose.yml");
     let compose = cmdeploy(
@@ -250,6 +315,29 @@ fn relay_runs_from_its_image_and_keeps_its_state_across_recreation() {
         "healthy after up -d on fresh volumes: {:.1} s",
         fresh.as_secs_f64()
     );
+    assert_least_privilege(&project);
+    // The health probes go on every 5 s, and leave no line in the daemons' logs.
+    let logs = || {
+        let services = [
+            "postfix",
+            "dovecot",
+            "turnserver",
+            "doveauth",
+            "chatmail-metadata",
+        ];
+        let mut args = vec!["logs", "--no-color"];
+        args.extend(services);
+        ok(project.compose(&args)).lines().count()
+    };
+    let before = logs();
+    std::thread::sleep(Duration::from_secs(11));
+    assert_eq!(
+        logs(),
+        before,
+        "{}",
+        ok(project.compose(&["logs", "--tail", "10"]))
+    );
+    assert_iroh_relay_serves(&project);
     delta_chat_exchange("127.0.0.1", DOMAIN);
 
     // A message stored now must outlive the containers.
@@ -271,12 +359,10 @@ fn relay_runs_from_its_image_and_keeps_its_state_across_recreation() {
     let secrets = project.secrets();
 
     // Every container stops on SIGTERM; none is killed when the grace period ends.
+    let stopping = Instant::now();
     ok(project.compose(&["stop", "--timeout", "10"]));
-    for id in project.containers() {
-        let format = "{{.Name}} {{.State.ExitCode}} {{.State.OOMKilled}}";
-        let state = ok(project
-            .dockerd
-            .docker(&["inspect", "--format", format, &id]));
+    eprintln!("stopped in {:.1} s", stopping.elapsed().as_secs_f64());
+    for state in project.inspect("{{.Name}} {{.State.ExitCode}} {{.State.OOMKilled}}") {
         assert!(
             !state.contains(" 137 "),
             "killed after the grace period instead of stopping on SIGTERM: {state}"

@@ -5,7 +5,8 @@
 //! `--packages-only` install run by a copy of cmdeploy that is refreshed only when the package
 //! list changes, with the `.deb` files of `cargo xtask dovecot`, so the layer is cached across
 //! code changes), then cmdeploy and the relay's programs (templates are inside
-//! cmdeploy) with the rest of the install phase, then the labels.
+//! cmdeploy; the iroh relay server of `cargo xtask iroh-relay` always among them) with the
+//! rest of the install phase, then the labels.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,7 +14,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 use crate::dovecot::DEBS_ENV;
-use crate::{bundle, check, rootfs, workspace};
+use crate::{bundle, check, iroh_relay, rootfs, workspace};
 
 /// The base image unless `--base` says otherwise.
 pub const DEFAULT_BASE: &str = "debian:bookworm";
@@ -146,6 +147,10 @@ pub fn build(options: &Options) -> Result<PathBuf> {
         std::fs::remove_dir_all(&bin)?;
     }
     bundle::copy(&cmdeploy, &bin)?;
+    // The image always carries the iroh relay server, also when it is not beside cmdeploy.
+    if !bin.join(iroh_relay::NAME).exists() {
+        iroh_relay::copy_to(&bin)?;
+    }
     refresh_packages_stage(&cmdeploy, &context.join("packages"))?;
     stage_dovecot(&context.join("packages").join(DOVECOT_DEBS))?;
     std::fs::write(context.join("Dockerfile"), dockerfile())?;
