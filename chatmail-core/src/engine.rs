@@ -23,7 +23,7 @@ use crate::state::{Owed, Pending};
 use crate::systemd::Verb;
 use crate::target::{Target, shell_words, tail};
 use crate::template::Templates;
-use crate::{download, dpkg, ports, systemd};
+use crate::{download, dpkg, ports, stale, systemd};
 
 /// The phases of a run; always executed in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +151,8 @@ pub struct Engine<'t> {
     target: &'t Target,
     facts: &'t Facts,
     dry_run: bool,
+    /// Apply every pending package upgrade during install (`cmdeploy run --upgrade`).
+    upgrade: bool,
     pending: Pending,
     accounts: Accounts,
     /// Components to restart when a given file changes (from their `watch` declarations).
@@ -180,7 +182,7 @@ impl<'t> Engine<'t> {
             target,
             facts,
             dry_run,
-
+            upgrade: false,
             pending: Pending::load(target, !dry_run)?,
             accounts: Accounts::read(target)?,
             watchers: BTreeMap::new(),
@@ -194,6 +196,12 @@ impl<'t> Engine<'t> {
     /// prints them); without one the run is silent.
     pub fn observe(&mut self, observer: impl FnMut(Event<'_>) + 't) {
         self.observer = Observer(Box::new(observer));
+    }
+
+    /// Makes install apply every pending package upgrade (a dry run lists them); activation
+    /// then restarts the services that run files an upgrade replaced.
+    pub fn upgrade(&mut self, upgrade: bool) {
+        self.upgrade = upgrade;
     }
 
     /// Records an action and tells the observer.
@@ -487,6 +495,30 @@ impl<'t> Engine<'t> {
             let owed = vec![Owed::Component(planned.component.to_owned())];
             self.debs(planned.component, &planned.install.debs, owed)
                 .with_context(|| format!("{}: install failed", planned.component))?;
+        }
+        if self.upgrade {
+            self.upgrade_packages()?;
+        }
+        Ok(())
+    }
+
+    /// `--upgrade`: the pending upgrades, one action each, applied in one `apt-get upgrade`.
+    /// A dry run lists them against fresh package lists only if a real run fetched them.
+    fn upgrade_packages(&mut self) -> Result<()> {
+        let upgrades = dpkg::upgradable(self.target, !self.dry_run)?;
+        if upgrades.is_empty() {
+            (self.observer.0)(Event::Notice("upgrade: every package is up to date"));
+            return Ok(());
+        }
+        for upgrade in &upgrades {
+            self.record(Action::new(
+                "apt",
+                Kind::Packages,
+                format!("upgrade {upgrade}"),
+            ));
+        }
+        if !self.dry_run {
+            dpkg::upgrade(self.target)?;
         }
         Ok(())
     }
@@ -925,6 +957,11 @@ impl<'t> Engine<'t> {
             .chain(orphan_units.iter().map(|(_, unit)| (*unit).to_owned()))
             .collect();
         let states = systemd::states(self.target, &units)?;
+        // Processes running replaced files (an upgrade, here or by unattended-upgrades).
+        let stale = match self.target.is_host_root() {
+            true => stale::stale_units(Path::new("/proc")),
+            false => BTreeSet::new(),
+        };
         let mut actions: Vec<(&str, Verb, &str)> = Vec::new();
         for (component, unit) in &orphan_units {
             let state = states.get(*unit).cloned().unwrap_or_default();
@@ -947,7 +984,17 @@ impl<'t> Engine<'t> {
                 let state = states.get(unit).cloned().unwrap_or_default();
                 let unit_owed = Owed::Unit(unit.to_owned());
                 let reload_owed = Owed::Reload(unit.to_owned());
-                let restart = restart_all || self.pending.contains(&unit_owed);
+                let replaced = std::iter::once(unit)
+                    .chain(state.parts.iter().map(String::as_str))
+                    .find(|unit| stale.contains(*unit));
+                if let Some(part) = replaced
+                    && state.active
+                {
+                    let text = format!("{part} runs files an upgrade replaced");
+                    (self.observer.0)(Event::Notice(&text));
+                }
+                let restart =
+                    restart_all || self.pending.contains(&unit_owed) || replaced.is_some();
                 let reload = self.pending.contains(&reload_owed);
                 for verb in systemd::decide(service, &state, restart, reload) {
                     actions.push((planned.component, verb, unit));
