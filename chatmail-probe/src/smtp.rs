@@ -42,7 +42,8 @@ impl From<lettre::transport::smtp::Error> for SendError {
                 code,
                 text: err.to_string(),
             },
-            None => SendError::Failed(anyhow::Error::new(err).context("SMTP")),
+            // lettre's message already carries the chain of causes.
+            None => SendError::Failed(anyhow::anyhow!("SMTP: {err}")),
         }
     }
 }
@@ -53,6 +54,7 @@ async fn connect(relay: &Relay, login: Option<&Account>) -> Result<AsyncSmtpConn
     let tls = || {
         TlsParameters::builder(relay.tls_name.clone())
             .dangerous_accept_invalid_certs(relay.self_signed)
+            .dangerous_accept_invalid_hostnames(relay.self_signed)
             .build_rustls()
             .map_err(|err| SendError::Failed(anyhow::Error::new(err).context("TLS settings")))
     };
