@@ -216,7 +216,7 @@ const STAGE_MOUNT: &str = "/usr/local/lib/cmdeploy-packages";
 /// The base with the Debian packages and the delay-free Dovecot installed: a `--packages-only`
 /// install run in a container of `base` with `stage` mounted read-only, then committed as one
 /// layer that holds what the packages installed and nothing of the stage. Tagged with the
-/// sha256 of the base image's id and the stage's files, so it is made again only when one of
+/// sha256 of the base image's id, the install script and the stage's files, so it is made again only when one of
 /// them changes (a component's package list, the Dovecot packages, the base).
 fn packages_image(engine: &Engine, base: &str, stage: &Path) -> Result<String> {
     let id = engine
@@ -226,8 +226,16 @@ fn packages_image(engine: &Engine, base: &str, stage: &Path) -> Result<String> {
     if !id.status.success() {
         bail!("the base image {base} is not in the engine");
     }
+    // The variable is set in the script, not on the container: a commit would keep it.
+    let script = format!(
+        "{DEBS_ENV}={STAGE_MOUNT}/{DOVECOT_DEBS} {STAGE_MOUNT}/cmdeploy run --ssh-host @local \\
+         --phase install --packages-only --config /nonexistent \\
+         && rm -rf /var/cache/cmdeploy/debs /var/lib/apt/lists/* /var/cache/apt/*.bin \\
+         && rm -f {PACKAGE_KEYS}"
+    );
     let mut hasher = Sha256::new();
     hasher.update(&id.stdout);
+    hasher.update(script.as_bytes());
     let mut files = vec![stage.join("cmdeploy"), stage.join("packages.txt")];
     let mut debs: Vec<PathBuf> = std::fs::read_dir(stage.join(DOVECOT_DEBS))?
         .map(|entry| entry.map(|e| e.path()))
@@ -255,13 +263,6 @@ fn packages_image(engine: &Engine, base: &str, stage: &Path) -> Result<String> {
     let container = "cmdeploy-packages-build";
     let _ = engine.command(&["rm", "--force", container]).output();
     let mount = format!("{}:{STAGE_MOUNT}:ro", stage.display());
-    let debs = format!("{DEBS_ENV}={STAGE_MOUNT}/{DOVECOT_DEBS}");
-    let script = format!(
-        "{STAGE_MOUNT}/cmdeploy run --ssh-host @local --phase install --packages-only \
-         --config /nonexistent \
-         && rm -rf /var/cache/cmdeploy/debs /var/lib/apt/lists/* /var/cache/apt/*.bin \
-         && rm -f {PACKAGE_KEYS}"
-    );
     // The host's network: engines started without a bridge (as the tests' is) have no other
     // way to the Debian mirror.
     let mut run = engine.command(&[
@@ -272,8 +273,6 @@ fn packages_image(engine: &Engine, base: &str, stage: &Path) -> Result<String> {
         "host",
         "--volume",
         &mount,
-        "--env",
-        &debs,
         "--entrypoint",
         "sh",
         base,
