@@ -301,7 +301,7 @@ fn custom_www_folders_are_deployed_as_they_are_or_built_from_markdown() {
     assert_eq!(
         text(&root, "/var/www/html/index.html"),
         "<title>home at _chat.example.org</title>\n<h1>Hello</h1>\n\
-         <p>Addresses have nine characters; TLS: self.</p>\n"
+         <p>Addresses have nine characters; TLS: self.</p>\n\n"
     );
     assert_eq!(text(&root, "/var/www/html/img/x.svg"), "<svg/>");
     assert!(!root.path.join("var/www/html/page-layout.html").exists());

@@ -108,7 +108,8 @@ fn render_page(layout: &str, markdown: &str, relative: &Path, vars: &Vars) -> Re
         username_max_length => in_words(vars.username_max_length),
         password_min_length => in_words(vars.password_min_length),
     };
-    let env = Environment::new();
+    let mut env = Environment::new();
+    env.set_keep_trailing_newline(true);
     let mut page = env
         .render_str(layout, context.clone())
         .context("rendering the layout")?;
@@ -191,7 +192,7 @@ mod tests {
         assert_eq!(
             index,
             "<title>home</title>\n<main><h1>Welcome to chat.example.org</h1>\n\
-             <p>Names of nine to 20 letters, passwords of more.</p>\n</main>"
+             <p>Names of nine to 20 letters, passwords of more.</p>\n</main>\n"
         );
         let privacy = String::from_utf8(site[Path::new("privacy.html")].clone()).unwrap();
         assert!(privacy.starts_with("<title>privacy</title>"), "{privacy}");
