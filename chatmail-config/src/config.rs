@@ -103,6 +103,10 @@ impl TlsMode {
 /// the self-signed stand-in or to acmetool's `/var/lib/acme/live/<domain>`.
 pub const ACME_LINKS: &str = "/var/lib/chatmail-tls/live";
 
+/// The folder of the default `mailboxes_dir`: `<MAILBOXES_ROOT>/<mail_domain>`, for an IPv4
+/// relay the bare address (`/home/vmail/mail/1.2.3.4`), as upstream keeps it.
+pub const MAILBOXES_ROOT: &str = "/home/vmail/mail";
+
 /// The relay's certificate mode and where the certificate and key live on the relay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Tls {
@@ -364,6 +368,17 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Where an earlier release of this tool kept an IPv4 relay's mailboxes by default:
+    /// `/home/vmail/mail/[<ip>]`, with brackets (upstream, and now this tool, leave them out).
+    /// `None` for a domain, or when `mailboxes_dir` is set: then nothing was kept there by us.
+    pub fn bracketed_mailboxes_dir(&self) -> Option<PathBuf> {
+        let ip = self.ipv4_relay?;
+        let derived = self
+            .setting(keys::MAILBOXES_DIR.name)
+            .is_some_and(|setting| setting.source == Source::Derived);
+        derived.then(|| Path::new(MAILBOXES_ROOT).join(format!("[{ip}]")))
     }
 
     /// The folder of one account: `<mailboxes_dir>/<addr>`.
@@ -645,7 +660,7 @@ impl Loader {
             .filter(|v| !v.is_empty());
         let mailboxes_dir = match self.raw.contains_key(keys::MAILBOXES_DIR.name) {
             true => self.mailboxes_dir()?,
-            false => PathBuf::from(format!("/home/vmail/mail/{mail_domain}")),
+            false => Path::new(MAILBOXES_ROOT).join(&mail_domain_bare),
         };
         let config = Config {
             ipv4_relay,

@@ -1,7 +1,7 @@
 //! Config parsing, defaults, derived values, environment overrides and every validation error.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chatmail_config::{Config, Source, TlsMode, parse_size_mb};
 
@@ -123,7 +123,21 @@ fn ipv4_relays_get_brackets_reverse_pointer_and_self_signed_tls() {
     assert_eq!(c.ipv4_relay, Some("1.3.3.7".parse().unwrap()));
     assert_eq!(c.postfix_myhostname, "7.3.3.1.in-addr.arpa");
     assert_eq!(c.tls.mode, TlsMode::SelfSigned);
-    assert_eq!(c.mailboxes_dir, Path::new("/home/vmail/mail/[1.3.3.7]"));
+    // Upstream's folder: the address without brackets (addresses keep them).
+    assert_eq!(c.mailboxes_dir, Path::new("/home/vmail/mail/1.3.3.7"));
+    assert_eq!(
+        c.mailbox_dir("a@[1.3.3.7]").unwrap(),
+        Path::new("/home/vmail/mail/1.3.3.7/a@[1.3.3.7]")
+    );
+    // Where an earlier release kept them, moved from by a deploy.
+    assert_eq!(
+        c.bracketed_mailboxes_dir(),
+        Some(PathBuf::from("/home/vmail/mail/[1.3.3.7]"))
+    );
+    let set = parse("[params]\nmail_domain = 1.3.3.7\nmailboxes_dir = /srv/mail\n").unwrap();
+    assert_eq!(set.bracketed_mailboxes_dir(), None);
+    let domain = parse("[params]\nmail_domain = chat.example.org\n").unwrap();
+    assert_eq!(domain.bracketed_mailboxes_dir(), None);
     assert_eq!(c.iroh_relay, "https://1.3.3.7");
 }
 

@@ -24,20 +24,14 @@ pub fn needed(dest: &Path, download: &Download) -> Result<bool> {
     }
 }
 
-/// Fetches, extracts and verifies `download`: the content to install. The target is not
-/// touched.
+/// Fetches and verifies `download`: the content to install. The target is not touched.
 pub fn fetch(download: &Download) -> Result<Vec<u8>> {
-    let raw = match &download.source {
+    let content = match &download.source {
         DownloadSource::Url(url) => get(url)?,
         DownloadSource::Local(path) => {
             std::fs::read(path).with_context(|| format!("reading local file {}", path.display()))?
         }
         DownloadSource::Bundled(path) => return read_bundled(path),
-    };
-    let content = match &download.extract {
-        Some(member) => extract(&raw, member)
-            .with_context(|| format!("extracting {member} from {}", download.source))?,
-        None => raw,
     };
     let actual = sha256_hex(&content);
     if actual != download.sha256.to_ascii_lowercase() {
@@ -133,25 +127,6 @@ fn get(url: &str) -> Result<Vec<u8>> {
         .read_to_end(&mut body)
         .with_context(|| format!("downloading {url}"))?;
     Ok(body)
-}
-
-fn extract(archive: &[u8], member: &str) -> Result<Vec<u8>> {
-    let wanted = member.trim_start_matches("./");
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
-    for entry in tar.entries()? {
-        let mut entry = entry?;
-        let path = entry
-            .path()?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_owned();
-        if path == wanted {
-            let mut content = Vec::new();
-            entry.read_to_end(&mut content)?;
-            return Ok(content);
-        }
-    }
-    bail!("the archive has no member {member}")
 }
 
 /// Lower-case hex sha256 of `data`.

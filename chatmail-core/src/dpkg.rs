@@ -1,6 +1,6 @@
 //! Installed Debian packages, read from the target's dpkg status file, the batched
-//! `apt-get install` under a guard that keeps package scripts from starting services, and the
-//! batched removal of obsolete packages.
+//! `apt-get install` under a guard that keeps package scripts from starting services, the
+//! batched removal of obsolete packages, and `--upgrade`'s `apt-get upgrade`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -124,14 +124,77 @@ pub fn install(target: &Target, packages: &[String]) -> Result<()> {
         // Switching between builds of a package (Debian's, or one from .deb files) may go
         // down in version; an apt preference or a pinned file decides which build is wanted.
         "--allow-downgrades",
-        "-o",
-        "Dpkg::Options::=--force-confdef",
-        "-o",
-        "Dpkg::Options::=--force-confold",
     ]);
+    command.extend(KEEP_CONFIG.iter().map(|arg| (*arg).to_owned()));
     command.extend(packages.iter().cloned());
     target.run(&command, APT_ENV)?;
     Ok(())
+}
+
+/// One package a pending upgrade replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgrade {
+    /// The package name.
+    pub package: String,
+    /// The installed version.
+    pub from: String,
+    /// The version the upgrade installs.
+    pub to: String,
+}
+
+impl std::fmt::Display for Upgrade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} -> {}", self.package, self.from, self.to)
+    }
+}
+
+/// The upgrades `apt-get upgrade` would apply with the package lists at hand (asked with
+/// `--simulate`, which changes nothing); `refresh` runs `apt-get update` first.
+pub fn upgradable(target: &Target, refresh: bool) -> Result<Vec<Upgrade>> {
+    if refresh {
+        target.run(&argv(&["apt-get", "update", "-q"]), APT_ENV)?;
+    }
+    let mut command = argv(&["apt-get", "upgrade", "--simulate", "-q"]);
+    command.extend(KEEP_CONFIG.iter().map(|arg| (*arg).to_owned()));
+    let output = target.run(&command, APT_ENV)?;
+    Ok(parse_simulation(&String::from_utf8_lossy(&output.stdout)))
+}
+
+/// Applies every pending upgrade in one `apt-get upgrade`, with package scripts kept from
+/// restarting services (activation restarts those that run replaced files) and the
+/// configuration files the relay manages kept.
+pub fn upgrade(target: &Target) -> Result<()> {
+    let _guard = NoStartGuard::new(target)?;
+    let mut command = argv(&["apt-get", "upgrade", "-y", "-q"]);
+    command.extend(KEEP_CONFIG.iter().map(|arg| (*arg).to_owned()));
+    target.run(&command, APT_ENV)?;
+    Ok(())
+}
+
+/// Keep a changed configuration file, take a new one that was not changed, never ask.
+const KEEP_CONFIG: &[&str] = &[
+    "-o",
+    "Dpkg::Options::=--force-confdef",
+    "-o",
+    "Dpkg::Options::=--force-confold",
+];
+
+/// Reads the `Inst <package> [<installed>] (<new> <archives> [<arch>])` lines of a simulated
+/// `apt-get upgrade`; packages new to the system (no installed version) are not upgrades.
+fn parse_simulation(text: &str) -> Vec<Upgrade> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("Inst ")?;
+            let (package, rest) = rest.split_once(' ')?;
+            let (from, rest) = rest.strip_prefix('[')?.split_once(']')?;
+            let to = rest.trim_start().strip_prefix('(')?.split(' ').next()?;
+            Some(Upgrade {
+                package: package.to_owned(),
+                from: from.to_owned(),
+                to: to.to_owned(),
+            })
+        })
+        .collect()
 }
 
 /// Removes `packages` in one `apt-get remove` (or `apt-get purge`, which also deletes their
@@ -162,6 +225,26 @@ fn lists_are_stale(target: &Target) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_simulated_upgrade_lists_the_packages_it_replaces() {
+        let text = "Reading package lists...\n\
+                    Inst libssl3 [3.0.15-1~deb12u1] (3.0.17-1~deb12u2 Debian-Security:12/stable-security [amd64])\n\
+                    Inst nginx [1.22.1-9] (1.22.1-9+deb12u2 Debian:12.11/stable [amd64]) []\n\
+                    Inst linux-image-6.1.0-40-amd64 (6.1.153-1 Debian-Security:12/stable-security [amd64])\n\
+                    Conf libssl3 (3.0.17-1~deb12u2 Debian-Security:12/stable-security [amd64])\n";
+        let upgrades: Vec<String> = parse_simulation(text)
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
+        assert_eq!(
+            upgrades,
+            [
+                "libssl3 3.0.15-1~deb12u1 -> 3.0.17-1~deb12u2",
+                "nginx 1.22.1-9 -> 1.22.1-9+deb12u2",
+            ]
+        );
+    }
 
     #[test]
     fn package_states_come_from_the_status_field() {

@@ -15,7 +15,7 @@ use crate::generate::{self, Found, Step};
 use crate::manifest::{Entry, Item, Manifest};
 use crate::plan::{
     Activate, ActivatePlan, Attempt, Configure, ConfigurePlan, Deb, Dir, Download, File, Generate,
-    Install, InstallPlan, LineRemoval, OnChange, Owner, Restarts, Service, Validator,
+    Install, InstallPlan, LineRemoval, Move, OnChange, Owner, Restarts, Service, Validator,
 };
 use crate::report::{Action, Event, Kind, Report};
 use crate::stage::{self, Stage};
@@ -23,7 +23,7 @@ use crate::state::{Owed, Pending};
 use crate::systemd::Verb;
 use crate::target::{Target, shell_words, tail};
 use crate::template::Templates;
-use crate::{download, dpkg, ports, systemd};
+use crate::{download, dpkg, ports, stale, systemd};
 
 /// The phases of a run; always executed in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,10 +151,15 @@ pub struct Engine<'t> {
     target: &'t Target,
     facts: &'t Facts,
     dry_run: bool,
+    /// Apply every pending package upgrade during install (`cmdeploy run --upgrade`).
+    upgrade: bool,
     pending: Pending,
     accounts: Accounts,
     /// Components to restart when a given file changes (from their `watch` declarations).
     watchers: BTreeMap<PathBuf, Vec<Owed>>,
+    /// In a dry run, what a move would have put in place: new path to the old one, where the
+    /// directory still is when later items are compared.
+    moved: BTreeMap<PathBuf, PathBuf>,
     /// What the run changed so far (or, in a dry run, would change).
     pub report: Report,
     observer: Observer<'t>,
@@ -177,10 +182,11 @@ impl<'t> Engine<'t> {
             target,
             facts,
             dry_run,
-
+            upgrade: false,
             pending: Pending::load(target, !dry_run)?,
             accounts: Accounts::read(target)?,
             watchers: BTreeMap::new(),
+            moved: BTreeMap::new(),
             report: Report::default(),
             observer: Observer(Box::new(|_| {})),
         })
@@ -190,6 +196,12 @@ impl<'t> Engine<'t> {
     /// prints them); without one the run is silent.
     pub fn observe(&mut self, observer: impl FnMut(Event<'_>) + 't) {
         self.observer = Observer(Box::new(observer));
+    }
+
+    /// Makes install apply every pending package upgrade (a dry run lists them); activation
+    /// then restarts the services that run files an upgrade replaced.
+    pub fn upgrade(&mut self, upgrade: bool) {
+        self.upgrade = upgrade;
     }
 
     /// Records an action and tells the observer.
@@ -210,6 +222,7 @@ impl<'t> Engine<'t> {
     pub fn run(&mut self, plans: &[Planned], phases: Phases) -> Result<()> {
         if phases.configure {
             self.check_required(plans)?;
+            self.check_moves(plans)?;
         }
         if phases.activate && self.facts.systemd {
             check_addresses(plans)?;
@@ -244,6 +257,12 @@ impl<'t> Engine<'t> {
             self.install(plans)?;
         }
         if phases.configure {
+            for planned in plans {
+                for relocation in planned.configure.iter().flat_map(|c| &c.moves) {
+                    self.relocate(planned.component, relocation)
+                        .with_context(|| format!("{}: configure failed", planned.component))?;
+                }
+            }
             self.secrets(plans)?;
             for planned in plans {
                 if let Some(configure) = &planned.configure {
@@ -328,6 +347,78 @@ impl<'t> Engine<'t> {
         Ok(())
     }
 
+    /// Fails, before anything is changed, when both ends of a move exist: which one holds the
+    /// data to keep is the operator's call.
+    fn check_moves(&self, plans: &[Planned]) -> Result<()> {
+        for planned in plans {
+            for relocation in planned.configure.iter().flat_map(|c| &c.moves) {
+                if self.exists(&relocation.from) && self.exists(&relocation.to) {
+                    bail!(
+                        "{}: both {} (where an earlier release kept it) and {} (where it \
+                         belongs now) exist; keep one of them (move what the other holds into \
+                         it, then remove the other) and run again; nothing was changed",
+                        planned.component,
+                        relocation.from.display(),
+                        relocation.to.display()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether anything (a file, a directory, a link) is at `path` on the target.
+    fn exists(&self, path: &Path) -> bool {
+        std::fs::symlink_metadata(self.target.path(path)).is_ok()
+    }
+
+    /// Moves what an earlier release left at `from` to `to` while only `from` exists: the
+    /// running units writing into it stopped first (owed their start), then one rename, which
+    /// keeps owners, modes and content.
+    fn relocate(&mut self, name: &str, relocation: &Move) -> Result<()> {
+        if !self.exists(&relocation.from) || self.exists(&relocation.to) {
+            return Ok(());
+        }
+        let (from, to) = (&relocation.from, &relocation.to);
+        if self.facts.systemd {
+            let states = systemd::states(self.target, &relocation.quiesce)?;
+            let running: Vec<String> = relocation
+                .quiesce
+                .iter()
+                .filter(|unit| states.get(*unit).is_some_and(|state| state.active))
+                .cloned()
+                .collect();
+            if !running.is_empty() {
+                self.pending.add(running.iter().cloned().map(Owed::Unit))?;
+                for unit in &running {
+                    let what = format!("stop {unit} (to move {})", from.display());
+                    self.record(Action::new(name, Kind::Unit(Verb::Stop), what));
+                }
+                if !self.dry_run {
+                    systemd::act(self.target, Verb::Stop, &running)?;
+                }
+            }
+        }
+        let what = format!("move {} to {}", from.display(), to.display());
+        let kind = Kind::Move {
+            from: from.clone(),
+            to: to.clone(),
+        };
+        let (old, new) = (self.target.path(from), self.target.path(to));
+        self.change(vec![], Action::new(name, kind, what), || {
+            if let Some(parent) = new.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            std::fs::rename(&old, &new)
+                .with_context(|| format!("renaming {} to {}", old.display(), new.display()))
+        })?;
+        if self.dry_run {
+            self.moved.insert(to.clone(), from.clone());
+        }
+        Ok(())
+    }
+
     /// Records an action and, unless this is a dry run, notes what it owes activation
     /// (before acting, so an interrupted run still restarts) and performs it.
     fn change(
@@ -404,6 +495,30 @@ impl<'t> Engine<'t> {
             let owed = vec![Owed::Component(planned.component.to_owned())];
             self.debs(planned.component, &planned.install.debs, owed)
                 .with_context(|| format!("{}: install failed", planned.component))?;
+        }
+        if self.upgrade {
+            self.upgrade_packages()?;
+        }
+        Ok(())
+    }
+
+    /// `--upgrade`: the pending upgrades, one action each, applied in one `apt-get upgrade`.
+    /// A dry run lists them against fresh package lists only if a real run fetched them.
+    fn upgrade_packages(&mut self) -> Result<()> {
+        let upgrades = dpkg::upgradable(self.target, !self.dry_run)?;
+        if upgrades.is_empty() {
+            (self.observer.0)(Event::Notice("upgrade: every package is up to date"));
+            return Ok(());
+        }
+        for upgrade in &upgrades {
+            self.record(Action::new(
+                "apt",
+                Kind::Packages,
+                format!("upgrade {upgrade}"),
+            ));
+        }
+        if !self.dry_run {
+            dpkg::upgrade(self.target)?;
         }
         Ok(())
     }
@@ -536,22 +651,10 @@ impl<'t> Engine<'t> {
             download.dest.display()
         );
         let meta = self.meta(&Owner::root(), download.mode)?;
-        // Fetched before anything is recorded: an optional download that cannot be had is a
-        // notice, not a change.
+        // Fetched before anything is recorded: a download that fails changes nothing.
         let content = match self.dry_run {
             true => Vec::new(),
-            false => match download::fetch(download) {
-                Ok(content) => content,
-                Err(err) if download.optional => {
-                    let text = format!(
-                        "{name}: notice: {} not installed, going on without it: {err:#}",
-                        download.dest.display()
-                    );
-                    (self.observer.0)(Event::Notice(&text));
-                    return Ok(());
-                }
-                Err(err) => return Err(err),
-            },
+            false => download::fetch(download)?,
         };
         let action = Action::new(name, Kind::File, what);
         self.change(owed, action, || {
@@ -854,6 +957,11 @@ impl<'t> Engine<'t> {
             .chain(orphan_units.iter().map(|(_, unit)| (*unit).to_owned()))
             .collect();
         let states = systemd::states(self.target, &units)?;
+        // Processes running replaced files (an upgrade, here or by unattended-upgrades).
+        let stale = match self.target.is_host_root() {
+            true => stale::stale_units(Path::new("/proc")),
+            false => BTreeSet::new(),
+        };
         let mut actions: Vec<(&str, Verb, &str)> = Vec::new();
         for (component, unit) in &orphan_units {
             let state = states.get(*unit).cloned().unwrap_or_default();
@@ -876,7 +984,17 @@ impl<'t> Engine<'t> {
                 let state = states.get(unit).cloned().unwrap_or_default();
                 let unit_owed = Owed::Unit(unit.to_owned());
                 let reload_owed = Owed::Reload(unit.to_owned());
-                let restart = restart_all || self.pending.contains(&unit_owed);
+                let replaced = std::iter::once(unit)
+                    .chain(state.parts.iter().map(String::as_str))
+                    .find(|unit| stale.contains(*unit));
+                if let Some(part) = replaced
+                    && state.active
+                {
+                    let text = format!("{part} runs files an upgrade replaced");
+                    (self.observer.0)(Event::Notice(&text));
+                }
+                let restart =
+                    restart_all || self.pending.contains(&unit_owed) || replaced.is_some();
                 let reload = self.pending.contains(&reload_owed);
                 for verb in systemd::decide(service, &state, restart, reload) {
                     actions.push((planned.component, verb, unit));
@@ -968,7 +1086,9 @@ impl<'t> Engine<'t> {
     fn dir(&mut self, name: &str, dir: &Dir, owed: &[Owed]) -> Result<()> {
         let path = self.target.path(&dir.path);
         let meta = self.meta(&dir.owner, dir.mode)?;
-        let current = std::fs::metadata(&path).ok();
+        // In a dry run, a directory a move would have put here is still where it was.
+        let now_at = self.moved.get(&dir.path).map(|from| self.target.path(from));
+        let current = std::fs::metadata(now_at.as_ref().unwrap_or(&path)).ok();
         let matches = current.as_ref().is_some_and(|m| {
             use std::os::unix::fs::MetadataExt;
             m.is_dir()

@@ -36,6 +36,7 @@ pub mod plan;
 mod ports;
 pub mod report;
 mod stage;
+mod stale;
 mod state;
 pub mod systemd;
 mod target;

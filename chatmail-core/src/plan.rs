@@ -111,8 +111,8 @@ pub struct File {
     pub restarts: Restarts,
 }
 
-/// A binary fetched by URL, verified by its sha256 (of the extracted member for tarballs),
-/// or one of the relay's own binaries shipped next to cmdeploy.
+/// A file fetched by URL or copied from a local file, verified by its sha256, or one of the
+/// relay's own binaries shipped next to cmdeploy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Download {
     /// Where the binary is installed on the target.
@@ -121,12 +121,8 @@ pub struct Download {
     pub source: DownloadSource,
     /// Expected sha256; empty for [`DownloadSource::Bundled`] (compared by content instead).
     pub sha256: String,
-    /// For `.tar.gz` sources: the archive member to install.
-    pub extract: Option<String>,
     /// Permission bits of the installed file (0755 for programs).
     pub mode: u32,
-    /// When it cannot be fetched, the run goes on without it and says so.
-    pub optional: bool,
 }
 
 /// Where a download comes from.
@@ -134,7 +130,7 @@ pub struct Download {
 pub enum DownloadSource {
     /// An `https://` URL, fetched by the machine running cmdeploy.
     Url(String),
-    /// A file on the machine running cmdeploy (offline installs of pinned releases).
+    /// A file on the machine running cmdeploy (a `.deb` file built elsewhere).
     Local(PathBuf),
     /// One of the relay's own programs, built with cmdeploy and shipped beside it.
     Bundled(PathBuf),
@@ -161,21 +157,12 @@ impl Download {
             dest: dest.into(),
             source: DownloadSource::Local(path.to_owned()),
             sha256: crate::download::sha256_hex(&content),
-            extract: None,
             mode: 0o644,
-            optional: false,
         })
     }
 
-    /// A pinned release for the target's architecture, from `(arch, url, sha256)` rows, or from
-    /// `local` instead of the URL when given (same checksum).
-    pub fn pinned(
-        dest: &str,
-        facts: &Facts,
-        releases: &[(&str, &str, &str)],
-        extract: Option<&str>,
-        local: Option<PathBuf>,
-    ) -> Result<Download> {
+    /// A pinned release for the target's architecture, from `(arch, url, sha256)` rows.
+    pub fn pinned(dest: &str, facts: &Facts, releases: &[(&str, &str, &str)]) -> Result<Download> {
         let Some((_, url, sha256)) = releases.iter().find(|(arch, _, _)| *arch == facts.arch)
         else {
             anyhow::bail!(
@@ -185,22 +172,10 @@ impl Download {
         };
         Ok(Download {
             dest: dest.into(),
-            source: local.map_or_else(
-                || DownloadSource::Url((*url).to_owned()),
-                DownloadSource::Local,
-            ),
+            source: DownloadSource::Url((*url).to_owned()),
             sha256: (*sha256).to_owned(),
-            extract: extract.map(str::to_owned),
             mode: 0o755,
-            optional: false,
         })
-    }
-
-    /// Lets the run go on without this binary when it cannot be fetched (e.g. an offline
-    /// relay and a release only published on GitHub); a notice names what is missing.
-    pub fn optional(mut self) -> Self {
-        self.optional = true;
-        self
     }
 }
 
@@ -227,6 +202,21 @@ pub struct Generate {
     pub argv: Vec<String>,
     /// Owner given to the created files afterwards (their modes are the command's).
     pub owner: Option<Owner>,
+}
+
+/// Something an earlier release kept at another path (a directory with data, say), moved once
+/// to where it belongs now: a rename, so owners, modes and content stay as they are. While
+/// `from` exists and `to` does not, the run moves it; with both there it refuses before
+/// changing anything; otherwise there is nothing to move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Move {
+    /// Where an earlier release left it.
+    pub from: PathBuf,
+    /// Where it belongs now (missing parents are created).
+    pub to: PathBuf,
+    /// Units that write into it: on a systemd host those running are stopped before the
+    /// rename, and owed a start (a restart) that activation gives them.
+    pub quiesce: Vec<String>,
 }
 
 /// A file the deployment needs but does not create (e.g. externally managed certificates).
@@ -287,6 +277,10 @@ pub struct Foreground {
     pub before: Vec<Vec<String>>,
     /// How the compose health check tells that the daemon is healthy.
     pub health: Option<Probe>,
+    /// Linux capabilities (`NET_BIND_SERVICE`, ...) the daemon needs beyond those every
+    /// container's entrypoint keeps to configure and to drop to a service user; the container
+    /// gets no other.
+    pub capabilities: Vec<String>,
 }
 
 /// A health check of a daemon in a container.
@@ -297,6 +291,12 @@ pub enum Probe {
     Tcp(u16),
     /// A connection to this Unix socket succeeds.
     Unix(PathBuf),
+    /// This Unix socket answers a Dovecot dict lookup.
+    Dict(PathBuf),
+    /// Port on 127.0.0.1 greets with an SMTP banner.
+    Smtp(u16),
+    /// Port on 127.0.0.1 greets with an IMAP greeting.
+    Imap(u16),
     /// This command exits 0.
     Command(Vec<String>),
 }
@@ -306,6 +306,10 @@ pub enum Probe {
 pub enum VolumeKind {
     /// Data that must outlive every container (mailboxes, keys, certificates, the mail queue).
     State,
+    /// A secret that must outlive every container and that only the declaring component's
+    /// containers read (the DKIM key, the TURN secret): those that use the component do not
+    /// mount it.
+    Secret,
     /// Unix sockets and other runtime files that daemons in different containers share;
     /// emptied when the containers go.
     Runtime,
@@ -381,6 +385,7 @@ impl Service {
             argv: owned(argv),
             before: Vec::new(),
             health: None,
+            capabilities: Vec::new(),
         });
         self
     }
@@ -402,6 +407,13 @@ impl Service {
         self
     }
 
+    /// In a container, the daemon needs these Linux capabilities (names without `CAP_`)
+    /// beyond the entrypoint's; needs [`foreground`](Self::foreground) first.
+    pub fn capabilities(mut self, names: &[&str]) -> Self {
+        self.foreground_mut().capabilities.extend(owned(names));
+        self
+    }
+
     /// In a container, `argv` exits 0 while the daemon is healthy; needs
     /// [`foreground`](Self::foreground) first.
     pub fn health(self, argv: &[&str]) -> Self {
@@ -416,6 +428,24 @@ impl Service {
     /// In a container, the daemon is healthy while the Unix socket `path` accepts connections.
     pub fn health_unix(self, path: &str) -> Self {
         self.probe(Probe::Unix(path.into()))
+    }
+
+    /// In a container, the daemon is healthy while the Unix socket `path` answers a Dovecot
+    /// dict lookup.
+    pub fn health_dict(self, path: &str) -> Self {
+        self.probe(Probe::Dict(path.into()))
+    }
+
+    /// In a container, the daemon is healthy while `port` on 127.0.0.1 greets with an SMTP
+    /// banner.
+    pub fn health_smtp(self, port: u16) -> Self {
+        self.probe(Probe::Smtp(port))
+    }
+
+    /// In a container, the daemon is healthy while `port` on 127.0.0.1 greets as an IMAP
+    /// server.
+    pub fn health_imap(self, port: u16) -> Self {
+        self.probe(Probe::Imap(port))
     }
 
     fn probe(mut self, probe: Probe) -> Self {
@@ -532,6 +562,8 @@ pub struct ConfigurePlan {
     pub dirs: Vec<Dir>,
     /// Configuration files for this deployment.
     pub files: Vec<File>,
+    /// What earlier releases kept elsewhere, moved before any directory is made.
+    pub moves: Vec<Move>,
     /// Secrets and certificates created once.
     pub generates: Vec<Generate>,
     /// Commands run after a file changed.
@@ -563,6 +595,9 @@ pub struct ActivatePlan {
     pub volumes: Vec<Volume>,
     /// Periodic jobs (their host form is a timer the component declares as a service).
     pub jobs: Vec<Job>,
+    /// Other components whose volumes this component's containers mount (see
+    /// [`Activate::uses`]).
+    pub uses: Vec<String>,
 }
 
 /// The install phase's context: facts about the target and the component's templates, but no
@@ -762,9 +797,7 @@ impl<'a> Install<'a> {
             dest: dest.into(),
             source: DownloadSource::Bundled(self.facts.binaries.join(name)),
             sha256: String::new(),
-            extract: None,
             mode: 0o755,
-            optional: false,
         });
     }
 
@@ -804,6 +837,18 @@ impl<'a> Configure<'a> {
             path: path.as_ref().to_owned(),
             owner,
             mode,
+        });
+    }
+
+    /// Moves `from` (where an earlier release kept it) to `to` once, by a rename, before any
+    /// directory is made; on a systemd host the running `quiesce` units (those writing into
+    /// it) are stopped first and started again by activation. With both paths present the
+    /// run fails before anything changes.
+    pub fn relocate(&mut self, from: impl AsRef<Path>, to: impl AsRef<Path>, quiesce: &[&str]) {
+        self.plan.moves.push(Move {
+            from: from.as_ref().to_owned(),
+            to: to.as_ref().to_owned(),
+            quiesce: owned(quiesce),
         });
     }
 
@@ -931,6 +976,12 @@ impl<'a> Activate<'a> {
         self.volume(path.as_ref(), VolumeKind::Runtime, why, Some((owner, mode)));
     }
 
+    /// Declares `path` as a [`VolumeKind::Secret`] state volume: kept like
+    /// [`state`](Self::state), mounted only in this component's own containers.
+    pub fn secret(&mut self, path: impl AsRef<Path>, why: &str) {
+        self.volume(path.as_ref(), VolumeKind::Secret, why, None);
+    }
+
     fn volume(&mut self, path: &Path, kind: VolumeKind, why: &str, owner: Option<(Owner, u32)>) {
         self.plan.volumes.push(Volume {
             path: path.to_owned(),
@@ -938,6 +989,14 @@ impl<'a> Activate<'a> {
             why: why.to_owned(),
             owner,
         });
+    }
+
+    /// Declares that this component's containers (its daemons, and the jobs' container when it
+    /// declares jobs) use `component`'s volumes (its sockets, its certificate): they mount
+    /// them, and, when this component comes after `component`, configure it too (they read
+    /// its files). A container mounts nothing else but its own component's volumes.
+    pub fn uses(&mut self, component: &str) {
+        self.plan.uses.push(component.to_owned());
     }
 
     /// Declares a periodic job for containers: `argv` as `user` on the crontab `schedule`
@@ -979,13 +1038,15 @@ mod tests {
         let service = Service::running("postfix.service")
             .foreground(&["postfix", "start-fg"])
             .before(&["/usr/lib/postfix/configure-instance.sh"])
-            .health(&["postfix", "status"]);
+            .health(&["postfix", "status"])
+            .capabilities(&["NET_BIND_SERVICE"]);
         assert_eq!(
             service.container,
             Some(Foreground {
                 argv: owned(&["postfix", "start-fg"]),
                 before: vec![owned(&["/usr/lib/postfix/configure-instance.sh"])],
                 health: Some(Probe::Command(owned(&["postfix", "status"]))),
+                capabilities: owned(&["NET_BIND_SERVICE"]),
             })
         );
         assert_eq!(Service::running("postfix.service").container, None);

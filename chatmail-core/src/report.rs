@@ -15,6 +15,13 @@ pub enum Kind {
     Dir,
     /// A file, link or directory removed.
     Remove(PathBuf),
+    /// What an earlier release kept elsewhere, renamed to where it belongs now.
+    Move {
+        /// Where it was.
+        from: PathBuf,
+        /// Where it is now.
+        to: PathBuf,
+    },
     /// A secret generated, or its files repaired.
     Generate,
     /// A command run (a change command, a user added, a best-effort attempt).

@@ -22,6 +22,9 @@ pub struct UnitState {
     /// Its last start was skipped because a start condition failed (e.g.
     /// `ConditionFileIsExecutable=` naming a binary that is not installed).
     pub skipped: bool,
+    /// `ConsistsOf`: the units it is made of and restarts with (`postfix.service` is a
+    /// wrapper of `postfix@-.service`, which runs the daemon).
+    pub parts: Vec<String>,
 }
 
 impl UnitState {
@@ -50,7 +53,7 @@ pub fn show_argv(units: &[String]) -> Vec<String> {
     let mut command = argv(&[
         "systemctl",
         "show",
-        "--property=ActiveState,UnitFileState,ConditionResult,ConditionTimestampMonotonic",
+        "--property=ActiveState,UnitFileState,ConditionResult,ConditionTimestampMonotonic,ConsistsOf",
         "--",
     ]);
     command.extend(units.iter().cloned());
@@ -70,6 +73,9 @@ pub fn parse_show(units: &[String], text: &str) -> BTreeMap<String, UnitState> {
                     state.active_state = value.to_owned();
                 }
                 Some(("UnitFileState", value)) => state.file_state = value.to_owned(),
+                Some(("ConsistsOf", value)) => {
+                    state.parts = value.split_whitespace().map(str::to_owned).collect();
+                }
                 Some(("ConditionResult", value)) => condition_failed = value == "no",
                 Some(("ConditionTimestampMonotonic", value)) => {
                     condition_checked = value.parse::<u64>().is_ok_and(|t| t > 0);
@@ -233,6 +239,7 @@ mod tests {
             active,
             file_state: file_state.into(),
             skipped,
+            parts: Vec::new(),
         }
     }
 
@@ -280,7 +287,7 @@ mod tests {
                     ActiveState=inactive\nUnitFileState=disabled\nConditionResult=no\n\
                     ConditionTimestampMonotonic=0\n\n\
                     ActiveState=active\nUnitFileState=enabled\nConditionResult=yes\n\
-                    ConditionTimestampMonotonic=99\n";
+                    ConditionTimestampMonotonic=99\nConsistsOf=postfix@-.service\n";
         let states = parse_show(&units, text);
         assert!(states["skipped"].skipped && !states["skipped"].active);
         assert!(!states["never"].skipped);
@@ -288,5 +295,7 @@ mod tests {
         assert_eq!(states["skipped"].enabled(), Some(true));
         assert_eq!(states["never"].enabled(), Some(false));
         assert_eq!(states["running"].active_state, "active");
+        assert_eq!(states["running"].parts, ["postfix@-.service"]);
+        assert!(states["never"].parts.is_empty());
     }
 }

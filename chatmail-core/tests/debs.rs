@@ -91,9 +91,7 @@ fn plan(deb: &Path, version: &str, sha256: &str) -> Vec<Planned> {
                     dest: Path::new("/var/cache/cmdeploy/debs").join(name),
                     source: DownloadSource::Local(deb.to_owned()),
                     sha256: sha256.into(),
-                    extract: None,
                     mode: 0o644,
-                    optional: false,
                 },
             }],
             files: vec![File {

@@ -1,6 +1,7 @@
 //! The engine on a directory target: files, directories, downloads (from a real HTTP server on
 //! 127.0.0.1), line and package removals, dry runs, pending restarts, watched files, attempts,
-//! validation before commit, change commands owed across runs, and the pre-flight checks against this machine's real listeners and addresses.
+//! validation before commit, change commands owed across runs, moves of what earlier releases
+//! kept elsewhere, and the pre-flight checks against this machine's real listeners and addresses.
 
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
@@ -13,9 +14,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chatmail_core::engine::{Engine, Phases, Planned};
 use chatmail_core::plan::{
-    ActivatePlan, Attempt, ConfigurePlan, Download, DownloadSource, File, InstallPlan, LineRemoval,
-    LocalAddress, OnChange, Owner, PackageRemoval, Port, Restarts, Validator,
+    ActivatePlan, Attempt, ConfigurePlan, Dir, Download, DownloadSource, File, InstallPlan,
+    LineRemoval, LocalAddress, Move, OnChange, Owner, PackageRemoval, Port, Restarts, Validator,
 };
+use chatmail_core::report::Kind;
 use chatmail_core::{Facts, Target};
 
 /// A target directory whose `root` user is the user running the test.
@@ -107,7 +109,7 @@ fn sha256(data: &[u8]) -> String {
         .collect()
 }
 
-fn download_plan(source: DownloadSource, sha256: String, extract: Option<&str>) -> Vec<Planned> {
+fn download_plan(source: DownloadSource, sha256: String) -> Vec<Planned> {
     vec![Planned {
         component: "relay",
         install: InstallPlan {
@@ -115,9 +117,7 @@ fn download_plan(source: DownloadSource, sha256: String, extract: Option<&str>) 
                 dest: "/usr/local/bin/relay".into(),
                 source,
                 sha256,
-                extract: extract.map(str::to_owned),
                 mode: 0o755,
-                optional: false,
             }],
             ..InstallPlan::default()
         },
@@ -133,7 +133,7 @@ fn downloads_are_verified_installed_and_not_fetched_again() {
     let (url, hits) = serve(binary.clone());
     let installed = dir.path().join("usr/local/bin/relay");
 
-    let plans = download_plan(DownloadSource::Url(url.clone()), sha256(&binary), None);
+    let plans = download_plan(DownloadSource::Url(url.clone()), sha256(&binary));
     assert_eq!(run(dir.path(), &plans, INSTALL, false).unwrap(), 1);
     assert_eq!(std::fs::read(&installed).unwrap(), binary);
     assert_eq!(
@@ -150,7 +150,7 @@ fn downloads_are_verified_installed_and_not_fetched_again() {
     assert_eq!(hits.load(Ordering::SeqCst), 1, "and not fetched again");
 
     let wrong = "0".repeat(64);
-    let plans = download_plan(DownloadSource::Url(url.clone()), wrong.clone(), None);
+    let plans = download_plan(DownloadSource::Url(url.clone()), wrong.clone());
     let err = format!("{:#}", run(dir.path(), &plans, INSTALL, false).unwrap_err());
     assert!(
         err.contains(&format!(
@@ -168,74 +168,28 @@ fn downloads_are_verified_installed_and_not_fetched_again() {
 }
 
 #[test]
-fn tarball_members_and_local_files_are_installed_by_the_checksum_of_the_binary() {
+fn local_files_are_installed_by_their_checksum() {
     let dir = target_dir();
-    let binary = b"the iroh-relay binary".to_vec();
-    let mut archive = tar::Builder::new(flate2::write::GzEncoder::new(
-        Vec::new(),
-        flate2::Compression::fast(),
-    ));
-    let mut header = tar::Header::new_gnu();
-    header.set_size(binary.len() as u64);
-    header.set_mode(0o755);
-    header.set_cksum();
-    archive
-        .append_data(&mut header, "./iroh-relay", &binary[..])
-        .unwrap();
-    let tarball = archive.into_inner().unwrap().finish().unwrap();
-    let local = dir.path().join("relay.tar.gz");
-    std::fs::write(&local, &tarball).unwrap();
+    let binary = b"a program built elsewhere".to_vec();
+    let local = dir.path().join("relay.local");
+    std::fs::write(&local, &binary).unwrap();
 
-    let plans = download_plan(
-        DownloadSource::Local(local.clone()),
-        sha256(&binary),
-        Some("./iroh-relay"),
-    );
+    let plans = download_plan(DownloadSource::Local(local.clone()), sha256(&binary));
     assert_eq!(run(dir.path(), &plans, INSTALL, false).unwrap(), 1);
     assert_eq!(
         std::fs::read(dir.path().join("usr/local/bin/relay")).unwrap(),
         binary
     );
+    assert_eq!(run(dir.path(), &plans, INSTALL, false).unwrap(), 0);
 
-    let plans = download_plan(
-        DownloadSource::Local(local),
-        sha256(&binary),
-        Some("missing"),
-    );
+    std::fs::write(&local, b"changed since it was planned").unwrap();
     std::fs::remove_file(dir.path().join("usr/local/bin/relay")).unwrap();
     let err = format!("{:#}", run(dir.path(), &plans, INSTALL, false).unwrap_err());
-    assert!(err.contains("the archive has no member missing"), "{err}");
-}
-
-#[test]
-fn an_optional_download_that_cannot_be_fetched_is_no_change_and_no_failure() {
-    let dir = target_dir();
-    // A port nothing listens on: bound, then released.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let unreachable = DownloadSource::Url(format!("http://127.0.0.1:{port}/relay"));
-    let mut plans = download_plan(unreachable, "0".repeat(64), None);
-    let err = format!("{:#}", run(dir.path(), &plans, INSTALL, false).unwrap_err());
-    assert!(err.contains("downloading http://127.0.0.1:"), "{err}");
-
-    let download = &mut plans[0].install.downloads[0];
-    *download = download.clone().optional();
-    assert_eq!(run(dir.path(), &plans, INSTALL, false).unwrap(), 0);
-    assert!(!dir.path().join("usr/local/bin/relay").exists());
-
-    let binary = b"fetched after all".to_vec();
-    let (url, _) = serve(binary.clone());
-    let mut plans = download_plan(DownloadSource::Url(url), sha256(&binary), None);
-    let download = &mut plans[0].install.downloads[0];
-    *download = download.clone().optional();
-    assert_eq!(run(dir.path(), &plans, INSTALL, false).unwrap(), 1);
-    assert_eq!(
-        std::fs::read(dir.path().join("usr/local/bin/relay")).unwrap(),
-        binary
+    assert!(
+        err.contains(&format!("sha256 mismatch for {}", local.display())),
+        "{err}"
     );
+    assert!(!dir.path().join("usr/local/bin/relay").exists());
 }
 
 fn config_plan(content: &str) -> Vec<Planned> {
@@ -485,6 +439,116 @@ fn what_a_run_no_longer_declares_is_removed_and_what_moved_is_kept() {
     plans[0].component = "other";
     assert_eq!(run(dir.path(), &plans, CONFIGURE, false).unwrap(), 1);
     assert!(!conf.exists());
+}
+
+/// `relay` moving `/home/data/[old]` to `/home/data/new`, a directory it declares.
+fn move_plan() -> Vec<Planned> {
+    vec![Planned {
+        component: "relay",
+        install: InstallPlan::default(),
+        configure: Some(ConfigurePlan {
+            moves: vec![Move {
+                from: "/home/data/[old]".into(),
+                to: "/home/data/new".into(),
+                quiesce: vec!["relay.service".into()],
+            }],
+            dirs: vec![Dir {
+                path: "/home/data/new".into(),
+                owner: Owner::root(),
+                mode: 0o700,
+            }],
+            ..ConfigurePlan::default()
+        }),
+        activate: None,
+    }]
+}
+
+/// Every path below `root` with its inode, mode and content (files).
+fn tree(root: &Path) -> Vec<(String, u64, u32, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_owned()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let meta = entry.metadata().unwrap();
+            let path = entry.path();
+            let name = path.strip_prefix(root).unwrap().display().to_string();
+            let content = match meta.is_file() {
+                true => std::fs::read(&path).unwrap(),
+                false => Vec::new(),
+            };
+            out.push((name, meta.ino(), meta.mode(), content));
+            if meta.is_dir() {
+                todo.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_move_renames_once_shows_in_the_dry_run_and_refuses_when_both_ends_exist() {
+    let dir = target_dir();
+    let data = dir.path().join("home/data");
+    let (old, new) = (data.join("[old]"), data.join("new"));
+    std::fs::create_dir_all(old.join("a@[old]")).unwrap();
+    std::fs::write(old.join("a@[old]/password"), "secret\n").unwrap();
+    for (path, mode) in [(&old.join("a@[old]/password"), 0o600), (&old, 0o700)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let before = tree(&old);
+    let plans = move_plan();
+
+    // The dry run shows the move and nothing else: the directory is there, moved.
+    let (target, facts) = (Target::new(dir.path(), false).unwrap(), facts());
+    let mut engine = Engine::new(&target, &facts, true).unwrap();
+    engine.run(&plans, CONFIGURE).unwrap();
+    let texts: Vec<&str> = engine.report.actions().iter().map(|a| &*a.text).collect();
+    assert_eq!(
+        texts,
+        ["move /home/data/[old] to /home/data/new"],
+        "no directory to create: the moved one is it"
+    );
+    assert!(matches!(
+        &engine.report.actions()[0].kind,
+        Kind::Move { from, to } if from == Path::new("/home/data/[old]") && to == Path::new("/home/data/new")
+    ));
+    assert!(
+        !new.exists() && tree(&old) == before,
+        "a dry run moves nothing"
+    );
+
+    // The move: one rename (same inodes, modes and content), then nothing to do.
+    assert_eq!(run(dir.path(), &plans, CONFIGURE, false).unwrap(), 1);
+    assert!(!old.exists());
+    assert_eq!(tree(&new), before);
+    assert_eq!(std::fs::metadata(&new).unwrap().mode() & 0o7777, 0o700);
+    assert_eq!(run(dir.path(), &plans, CONFIGURE, false).unwrap(), 0);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("var/lib/cmdeploy/pending-restarts"))
+            .unwrap_or_default(),
+        "",
+        "no running systemd: nothing was stopped, nothing is owed"
+    );
+
+    // Both there: refused before anything changes, naming both.
+    std::fs::create_dir(&old).unwrap();
+    let files = config_plan("v1\n");
+    let mut both = move_plan();
+    both[0].configure.as_mut().unwrap().files = files[0].configure.clone().unwrap().files;
+    for dry_run in [true, false] {
+        let err = run(dir.path(), &both, CONFIGURE, dry_run).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("both /home/data/[old]") && text.contains("and /home/data/new"),
+            "{text}"
+        );
+    }
+    assert!(old.exists() && tree(&new) == before);
+    assert!(
+        !dir.path().join("etc/relay").exists(),
+        "no file was written"
+    );
 }
 
 /// `relay` with one file, checked by `check` and followed by `command` when it changes.

@@ -30,6 +30,7 @@ built_in! {
     "tls" => chatmail_tls,
     "turn" => chatmail_turn_component,
     "unbound" => chatmail_unbound,
+    "upgrades" => chatmail_upgrades,
     "version" => chatmail_version,
     "website" => chatmail_website,
 }

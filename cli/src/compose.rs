@@ -7,10 +7,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use chatmail_core::engine::Planned;
 use chatmail_core::plan::{Probe, VolumeKind};
 use chatmail_core::{RUN_LOCK_DIR, Registry};
 
-use crate::container::{self, CRON, INIT};
+use crate::container::{self, CRON, INIT, Scope};
 
 /// Where the image expects the settings file (its `CHATMAIL_INI`).
 pub const IMAGE_INI: &str = "/etc/chatmail/chatmail.ini";
@@ -32,9 +33,8 @@ pub struct Args {
     templates: Option<PathBuf>,
 }
 
-/// One named volume: where it is mounted, whether it is runtime-only, and why.
+/// One named volume: whether it is runtime-only, and why.
 struct Volume {
-    path: PathBuf,
     kind: VolumeKind,
     why: String,
 }
@@ -46,7 +46,13 @@ pub fn run(config_path: &Path, args: &Args) -> Result<()> {
     let ini_name = config_path
         .file_name()
         .map_or("chatmail.ini".into(), |n| n.to_string_lossy().into_owned());
-    let text = render(&plans, &args.image, &ini_name, &config.mail_domain)?;
+    let text = render(
+        &registry,
+        &plans,
+        &args.image,
+        &ini_name,
+        &config.mail_domain,
+    )?;
     match &args.output {
         Some(path) => {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
@@ -60,12 +66,29 @@ pub fn run(config_path: &Path, args: &Args) -> Result<()> {
 
 /// The compose file's text: services in registry order, volumes by name.
 fn render(
-    plans: &[chatmail_core::engine::Planned],
+    registry: &Registry,
+    plans: &[Planned],
     image: &str,
     ini_name: &str,
     domain: &str,
 ) -> Result<String> {
     let mut volumes: BTreeMap<String, Volume> = BTreeMap::new();
+    let lock = volume_name(Path::new(RUN_LOCK_DIR));
+    volumes.insert(
+        lock.clone(),
+        Volume {
+            kind: VolumeKind::Runtime,
+            why: "the configure lock of init".into(),
+        },
+    );
+    // Every container mounts the settings and the volumes of its scope.
+    let mounts = |scope: &Scope| -> Vec<String> {
+        let volumes = scope.volumes(plans).into_iter();
+        let volumes = volumes.map(|v| format!("{}:{}", volume_name(&v.path), v.path.display()));
+        std::iter::once(format!("./{ini_name}:{IMAGE_INI}:ro"))
+            .chain(volumes)
+            .collect()
+    };
     for volume in plans
         .iter()
         .flat_map(|p| p.activate.iter().flat_map(|a| &a.volumes))
@@ -73,27 +96,11 @@ fn render(
         volumes.insert(
             volume_name(&volume.path),
             Volume {
-                path: volume.path.clone(),
                 kind: volume.kind,
                 why: volume.why.clone(),
             },
         );
     }
-    volumes.insert(
-        volume_name(Path::new(RUN_LOCK_DIR)),
-        Volume {
-            path: RUN_LOCK_DIR.into(),
-            kind: VolumeKind::Runtime,
-            why: "the configure lock every container's entrypoint takes".into(),
-        },
-    );
-    let mounts: Vec<String> = std::iter::once(format!("./{ini_name}:{IMAGE_INI}:ro"))
-        .chain(
-            volumes
-                .iter()
-                .map(|(name, v)| format!("{name}:{}", v.path.display())),
-        )
-        .collect();
 
     let mut out = String::new();
     writeln!(
@@ -104,25 +111,39 @@ fn render(
          version: \"3.9\"\n\
          services:"
     )?;
-    service(&mut out, INIT, image, &mounts, None, false)?;
-    for (name, foreground) in container::daemons(plans) {
+    let mut init_mounts = mounts(&Scope::of(registry, plans, &registry.names())?);
+    init_mounts.push(format!("{lock}:{RUN_LOCK_DIR}"));
+    // init validates every component's configuration (`nginx -t` binds its ports): it keeps
+    // every capability a daemon declares.
+    let daemons = container::daemons(plans);
+    let all: Vec<String> = daemons
+        .iter()
+        .flat_map(|d| d.foreground.capabilities.iter().cloned())
+        .collect();
+    service(&mut out, INIT, image, &init_mounts, None, &all, false)?;
+    for daemon in daemons {
+        let scope = Scope::of(registry, plans, &[daemon.component])?;
         service(
             &mut out,
-            &name,
+            &daemon.name,
             image,
-            &mounts,
-            foreground.health.as_ref(),
+            &mounts(&scope),
+            daemon.foreground.health.as_ref(),
+            &daemon.foreground.capabilities,
             true,
         )?;
     }
-    if !container::jobs(plans).is_empty() {
-        service(&mut out, CRON, image, &mounts, None, true)?;
+    let jobs = container::jobs(plans);
+    if !jobs.is_empty() {
+        let own: Vec<&str> = jobs.iter().map(|(component, _)| *component).collect();
+        let scope = Scope::of(registry, plans, &own)?;
+        service(&mut out, CRON, image, &mounts(&scope), None, &[], true)?;
     }
     writeln!(out, "volumes:")?;
     for (name, volume) in &volumes {
         writeln!(out, "  # {}", volume.why)?;
         match volume.kind {
-            VolumeKind::State => writeln!(out, "  {name}: {{}}")?,
+            VolumeKind::State | VolumeKind::Secret => writeln!(out, "  {name}: {{}}")?,
             VolumeKind::Runtime => writeln!(
                 out,
                 "  {name}:\n    driver_opts: {{type: tmpfs, device: tmpfs, o: \"mode=0755\"}}"
@@ -132,13 +153,15 @@ fn render(
     Ok(out)
 }
 
-/// Appends one service: host networking, the settings file and every volume mounted.
+/// Appends one service: host networking, the entrypoint's capabilities and `capabilities`
+/// only, no new privileges (setuid programs gain nothing), `mounts`.
 fn service(
     out: &mut String,
     name: &str,
     image: &str,
     mounts: &[String],
     health: Option<&Probe>,
+    capabilities: &[String],
     daemon: bool,
 ) -> Result<()> {
     writeln!(out, "  {name}:")?;
@@ -148,6 +171,16 @@ fn service(
     // A small init as PID 1 forwards SIGTERM to the daemon and reaps orphans; cron, and any
     // program that is PID 1 itself, would ignore the signal and be killed after the timeout.
     writeln!(out, "    init: true")?;
+    let mut caps: Vec<String> = container::ENTRYPOINT_CAPABILITIES
+        .iter()
+        .map(|c| (*c).to_owned())
+        .chain(capabilities.iter().cloned())
+        .collect();
+    caps.sort();
+    caps.dedup();
+    writeln!(out, "    cap_drop: [\"ALL\"]")?;
+    writeln!(out, "    cap_add: [{}]", quoted(&caps))?;
+    writeln!(out, "    security_opt: [\"no-new-privileges:true\"]")?;
     if daemon {
         writeln!(out, "    restart: unless-stopped")?;
         writeln!(out, "    depends_on:")?;
@@ -157,17 +190,14 @@ fn service(
         writeln!(out, "    restart: \"no\"")?;
     }
     if let Some(probe) = health {
+        let cmdeploy_probe =
+            |address: String| vec![IMAGE_CMDEPLOY.to_owned(), "probe".to_owned(), address];
         let test = match probe {
-            Probe::Tcp(port) => vec![
-                IMAGE_CMDEPLOY.to_owned(),
-                "probe".to_owned(),
-                format!("tcp:127.0.0.1:{port}"),
-            ],
-            Probe::Unix(path) => vec![
-                IMAGE_CMDEPLOY.to_owned(),
-                "probe".to_owned(),
-                format!("unix:{}", path.display()),
-            ],
+            Probe::Tcp(port) => cmdeploy_probe(format!("tcp:127.0.0.1:{port}")),
+            Probe::Unix(path) => cmdeploy_probe(format!("unix:{}", path.display())),
+            Probe::Dict(path) => cmdeploy_probe(format!("dict:{}", path.display())),
+            Probe::Smtp(port) => cmdeploy_probe(format!("smtp:127.0.0.1:{port}")),
+            Probe::Imap(port) => cmdeploy_probe(format!("imap:127.0.0.1:{port}")),
             Probe::Command(argv) => argv.clone(),
         };
         writeln!(out, "    healthcheck:")?;
@@ -218,8 +248,9 @@ mod tests {
             "var-spool-postfix"
         );
         assert_eq!(
-            volume_name(Path::new("/home/vmail/mail/[10.0.0.1]")),
-            "home-vmail-mail--10.0.0.1"
+            volume_name(Path::new("/home/vmail/mail/10.0.0.1")),
+            "home-vmail-mail-10.0.0.1"
         );
+        assert_eq!(volume_name(Path::new("/srv/[x]/mail")), "srv--x--mail");
     }
 }

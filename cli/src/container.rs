@@ -6,11 +6,10 @@
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use chatmail_core::engine::{self, Engine, Phases, Planned};
-use chatmail_core::plan::{Foreground, Job};
+use chatmail_core::plan::{Foreground, Job, Volume, VolumeKind};
 use chatmail_core::{Facts, Registry, RunLock, Target, Templates, shell_words};
 
 use crate::progress;
@@ -19,6 +18,17 @@ use crate::progress;
 pub const INIT: &str = "init";
 /// The service that runs the periodic jobs with Debian's cron.
 pub const CRON: &str = "cron";
+/// The Linux capabilities every container keeps: the entrypoint's configure sets owners and
+/// modes of files it may not own (`CHOWN`, `DAC_OVERRIDE`, `FOWNER`, `FSETID`), and drops to a
+/// service user with `setpriv` (`SETUID`, `SETGID`). A daemon declares what it needs beyond.
+pub const ENTRYPOINT_CAPABILITIES: [&str; 6] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "SETGID",
+    "SETUID",
+];
 /// Where cron finds the jobs in a container.
 const CRONTAB: &str = "/etc/cron.d/cmdeploy-jobs";
 
@@ -33,32 +43,110 @@ pub struct Args {
 }
 
 /// What a container runs after configure.
-enum Role<'p> {
+enum Role {
     Init,
-    Cron(Vec<&'p Job>),
-    Daemon(&'p Foreground),
+    Cron(Vec<Job>),
+    Daemon(Foreground),
 }
 
-/// The container services the plans declare: `(name, foreground)` per running unit with a
-/// container form, the name being the unit's without `.service`.
-pub fn daemons(plans: &[Planned]) -> Vec<(String, &Foreground)> {
+/// A daemon's container service, as the plans declare it.
+pub struct Daemon<'p> {
+    /// The service's name: the unit's without `.service`.
+    pub name: String,
+    /// The component that declares it.
+    pub component: &'static str,
+    /// How it runs in its container.
+    pub foreground: &'p Foreground,
+}
+
+/// The container services the plans declare: one per running unit with a container form.
+pub fn daemons(plans: &[Planned]) -> Vec<Daemon<'_>> {
     plans
         .iter()
-        .flat_map(|p| p.activate.iter().flat_map(|a| &a.services))
-        .filter(|service| service.running)
-        .filter_map(|service| {
+        .flat_map(|p| {
+            let services = p.activate.iter().flat_map(|a| &a.services);
+            services.map(move |service| (p.component, service))
+        })
+        .filter(|(_, service)| service.running)
+        .filter_map(|(component, service)| {
             let name = service.unit.trim_end_matches(".service").to_owned();
-            service.container.as_ref().map(|fg| (name, fg))
+            let foreground = service.container.as_ref()?;
+            Some(Daemon {
+                name,
+                component,
+                foreground,
+            })
         })
         .collect()
 }
 
-/// Every periodic job the plans declare.
-pub fn jobs(plans: &[Planned]) -> Vec<&Job> {
+/// Every periodic job the plans declare, with the component declaring it.
+pub fn jobs(plans: &[Planned]) -> Vec<(&'static str, &Job)> {
     plans
         .iter()
-        .flat_map(|p| p.activate.iter().flat_map(|a| &a.jobs))
+        .flat_map(|p| {
+            let jobs = p.activate.iter().flat_map(|a| &a.jobs);
+            jobs.map(move |job| (p.component, job))
+        })
         .collect()
+}
+
+/// What a container of some components' daemons or jobs sees of the relay.
+pub struct Scope {
+    /// The components it configures, in registry order: its own, and each it uses and comes
+    /// after (whose files its programs read: the certificate links of `tls`, the settings of
+    /// `chatmaild`, the pages of `website`).
+    pub configures: Vec<&'static str>,
+    /// Its own components, whose volumes it mounts.
+    own: Vec<&'static str>,
+    /// The components it uses, whose volumes but their secrets it mounts.
+    used: Vec<&'static str>,
+}
+
+impl Scope {
+    /// The scope of a container running what `own` declares (`init` is the scope of every
+    /// component). A used component that is not registered is an error.
+    pub fn of(registry: &Registry, plans: &[Planned], own: &[&str]) -> Result<Scope> {
+        let mut uses: Vec<&str> = Vec::new();
+        for planned in plans.iter().filter(|p| own.contains(&p.component)) {
+            for used in planned.activate.iter().flat_map(|a| &a.uses) {
+                if registry.get(used).is_none() {
+                    bail!(
+                        "component {} uses {used:?}, which is not registered",
+                        planned.component
+                    );
+                }
+                uses.push(used);
+            }
+        }
+        let comes_after = |name: &str| {
+            own.iter()
+                .filter_map(|o| registry.get(o))
+                .any(|o| o.after().contains(&name))
+        };
+        let names = registry.names();
+        let select =
+            |keep: &dyn Fn(&str) -> bool| names.iter().copied().filter(|n| keep(n)).collect();
+        Ok(Scope {
+            configures: select(&|n| own.contains(&n) || (uses.contains(&n) && comes_after(n))),
+            own: select(&|n| own.contains(&n)),
+            used: select(&|n| !own.contains(&n) && uses.contains(&n)),
+        })
+    }
+
+    /// The volumes it mounts: every one of its own components', the used ones' except
+    /// secrets.
+    pub fn volumes<'p>(&self, plans: &'p [Planned]) -> Vec<&'p Volume> {
+        plans
+            .iter()
+            .flat_map(|p| {
+                let own = self.own.contains(&p.component);
+                let used = self.used.contains(&p.component);
+                let volumes = p.activate.iter().flat_map(|a| &a.volumes);
+                volumes.filter(move |v| own || (used && v.kind != VolumeKind::Secret))
+            })
+            .collect()
+    }
 }
 
 /// Plans every component for a container of this image: configure and activate see the
@@ -83,13 +171,21 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<()> {
     config.check_privacy()?;
     let plans = plan(&registry, &config, args.templates.as_deref())?;
     let daemons = daemons(&plans);
-    let role = match args.service.as_str() {
-        INIT => Role::Init,
-        CRON => Role::Cron(jobs(&plans)),
-        name => match daemons.iter().find(|(n, _)| n == name) {
-            Some((_, foreground)) => Role::Daemon(foreground),
+    let (role, own): (Role, Vec<&str>) = match args.service.as_str() {
+        INIT => (Role::Init, registry.names()),
+        CRON => {
+            let jobs = jobs(&plans);
+            let own = jobs.iter().map(|(component, _)| *component).collect();
+            let jobs = jobs.into_iter().map(|(_, job)| job.clone()).collect();
+            (Role::Cron(jobs), own)
+        }
+        name => match daemons.iter().find(|d| d.name == name) {
+            Some(daemon) => (
+                Role::Daemon(daemon.foreground.clone()),
+                vec![daemon.component],
+            ),
             None => {
-                let names: Vec<&str> = daemons.iter().map(|(n, _)| n.as_str()).collect();
+                let names: Vec<&str> = daemons.iter().map(|d| d.name.as_str()).collect();
                 bail!(
                     "no container service {name:?} in this configuration; services: {INIT}, \
                      {CRON}, {}",
@@ -98,6 +194,7 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<()> {
             }
         },
     };
+    let own = Scope::of(&registry, &plans, &own)?.configures;
     let target = Target::new(Path::new("/"), verbose)?;
     let facts = Facts::detect(&target, crate::binaries_dir(None)?);
     if !facts.container {
@@ -105,11 +202,19 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<()> {
             "cmdeploy container is the entrypoint of the relay's image; use `cmdeploy run` on a host"
         );
     }
-    configure(&target, &facts, &plans, verbose)
+    let plans: Vec<Planned> = plans
+        .into_iter()
+        .filter(|p| own.contains(&p.component))
+        .collect();
+    // Only init takes the run lock: it makes the secrets, and every other container starts
+    // after it succeeded, so they find them made and configure side by side.
+    let lock = matches!(role, Role::Init);
+    configure(&target, &facts, &plans, lock, verbose)
         .with_context(|| format!("configuring the {} container", args.service))?;
     match role {
         Role::Init => Ok(()),
         Role::Cron(jobs) => {
+            let jobs: Vec<&Job> = jobs.iter().collect();
             std::fs::write(CRONTAB, crontab(&jobs)?)
                 .with_context(|| format!("writing {CRONTAB}"))?;
             exec(&["cron".into(), "-f".into()], &args.service)
@@ -125,10 +230,16 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<()> {
     }
 }
 
-/// Configure, holding the run lock in the volume all containers share, so that entrypoints
-/// starting together write the shared volumes one after the other.
-fn configure(target: &Target, facts: &Facts, plans: &[Planned], verbose: bool) -> Result<()> {
-    let _lock = RunLock::wait(target)?;
+/// Configures the components of `plans`; with `lock`, holding the run lock in the volume all
+/// containers share, so that two inits never make a secret twice.
+fn configure(
+    target: &Target,
+    facts: &Facts,
+    plans: &[Planned],
+    lock: bool,
+    verbose: bool,
+) -> Result<()> {
+    let _lock = lock.then(|| RunLock::wait(target)).transpose()?;
     let mut engine = Engine::new(target, facts, false)?;
     engine.observe(progress::printer(false, verbose));
     engine.prepare_volumes(plans)?;
@@ -179,31 +290,6 @@ fn crontab(jobs: &[&Job]) -> Result<String> {
     Ok(text)
 }
 
-/// `cmdeploy probe ADDRESS`: exits 0 when `tcp:HOST:PORT` or `unix:PATH` accepts a
-/// connection within two seconds (the image's health checks).
-pub fn probe(address: &str) -> Result<()> {
-    let timeout = Duration::from_secs(2);
-    if let Some(path) = address.strip_prefix("unix:") {
-        std::os::unix::net::UnixStream::connect(path)
-            .with_context(|| format!("connecting to {path}"))?;
-    } else if let Some(host_port) = address.strip_prefix("tcp:") {
-        let addresses = std::net::ToSocketAddrs::to_socket_addrs(host_port)
-            .with_context(|| format!("{host_port:?} is not HOST:PORT"))?;
-        let mut last = None;
-        for socket in addresses {
-            match std::net::TcpStream::connect_timeout(&socket, timeout) {
-                Ok(_) => return Ok(()),
-                Err(err) => last = Some(err),
-            }
-        }
-        return Err(last.map_or_else(|| anyhow::anyhow!("no address"), Into::into))
-            .with_context(|| format!("connecting to {host_port}"));
-    } else {
-        bail!("{address:?}: expected tcp:HOST:PORT or unix:PATH");
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // a test fails by panicking
@@ -230,20 +316,5 @@ mod tests {
             ..job
         };
         assert!(crontab(&[&bad]).unwrap_err().to_string().contains("'%'"));
-    }
-
-    #[test]
-    fn probes_tell_open_from_closed() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        probe(&format!("tcp:127.0.0.1:{port}")).unwrap();
-        drop(listener);
-        assert!(probe(&format!("tcp:127.0.0.1:{port}")).is_err());
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("s.socket");
-        assert!(probe(&format!("unix:{}", socket.display())).is_err());
-        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-        probe(&format!("unix:{}", socket.display())).unwrap();
-        assert!(probe("udp:1").is_err());
     }
 }

@@ -4,8 +4,8 @@
 //! - [`components`]: links the built-in component crates.
 //! - `init`, `run`, `status`, `list`, `show`, `dns`: one module per subcommand.
 //! - [`remote`]: `--ssh-host`, this machine or a relay over SSH; `ship`: `run` over SSH.
-//! - `container` (the image's entrypoint and health probes) and `compose` (the compose file
-//!   generated from the registry).
+//! - `container` (the image's entrypoint), `probe` (its health checks) and `compose` (the
+//!   compose file generated from the registry).
 
 pub mod components;
 mod compose;
@@ -14,6 +14,7 @@ mod dns;
 mod fleet;
 mod init;
 mod list;
+mod probe;
 mod progress;
 pub mod remote;
 mod run;
@@ -69,9 +70,12 @@ enum Command {
     Compose(compose::Args),
     /// The image's entrypoint: configure this container, then run one service.
     Container(container::Args),
-    /// Exit 0 when tcp:HOST:PORT or unix:PATH accepts a connection (health checks).
+    /// Exit 0 when the daemon at ADDRESS is healthy (the containers' health checks, quiet in
+    /// the daemons' logs): tcp:HOST:PORT or unix:PATH accepts a connection, dict:PATH answers
+    /// a Dovecot dict lookup, smtp:HOST:PORT or imap:HOST:PORT greets (read at most every 10
+    /// minutes; in between, the port listens).
     Probe {
-        /// tcp:HOST:PORT or unix:PATH
+        /// tcp:HOST:PORT, unix:PATH, dict:PATH, smtp:HOST:PORT or imap:HOST:PORT
         address: String,
     },
 }
@@ -90,7 +94,7 @@ pub fn main() -> ExitCode {
         Some(Command::Dns(args)) => dns::run(&cli.config, cli.verbose, &args),
         Some(Command::Compose(args)) => done(compose::run(&cli.config, &args)),
         Some(Command::Container(args)) => done(container::run(&cli.config, cli.verbose, &args)),
-        Some(Command::Probe { address }) => done(container::probe(&address)),
+        Some(Command::Probe { address }) => done(probe::run(&address)),
     };
     exit(result)
 }

@@ -83,7 +83,7 @@ impl std::fmt::Display for Totals {
 }
 
 /// The per-component summary printed at the end of a run: how many actions each component
-/// had, the removals listed again, then the warnings.
+/// had, the moves and removals listed again, then the warnings.
 pub fn summary(report: &Report, components: &[&str], dry_run: bool) -> String {
     let width = components.iter().map(|c| c.len()).max().unwrap_or(0);
     let mut out = String::new();
@@ -98,6 +98,27 @@ pub fn summary(report: &Report, components: &[&str], dry_run: bool) -> String {
             (n, false) => format!("{n} change(s)"),
         };
         out.push_str(&format!("  {name:width$}  {text}\n"));
+    }
+    let moved: Vec<_> = report
+        .actions()
+        .iter()
+        .filter_map(|a| match &a.kind {
+            Kind::Move { from, to } => Some((from, to, &a.component)),
+            _ => None,
+        })
+        .collect();
+    if !moved.is_empty() {
+        out.push_str(&format!(
+            "{} (where an earlier release kept it):\n",
+            if dry_run { "would move" } else { "moved" }
+        ));
+        for (from, to, component) in moved {
+            out.push_str(&format!(
+                "  {} -> {}  ({component})\n",
+                from.display(),
+                to.display()
+            ));
+        }
     }
     let removed: Vec<_> = report
         .actions()
@@ -157,8 +178,16 @@ mod tests {
     use chatmail_core::systemd::Verb;
 
     #[test]
-    fn the_summary_counts_actions_and_names_what_was_removed() {
+    fn the_summary_counts_actions_and_names_what_was_moved_and_removed() {
         let mut report = Report::default();
+        report.push(Action::new(
+            "legacy",
+            Kind::Move {
+                from: "/home/vmail/mail/[10.0.0.1]".into(),
+                to: "/home/vmail/mail/10.0.0.1".into(),
+            },
+            "move /home/vmail/mail/[10.0.0.1] to /home/vmail/mail/10.0.0.1",
+        ));
         let venv = "/usr/local/lib/chatmaild/venv";
         report.push(Action::new(
             "legacy",
@@ -179,8 +208,10 @@ mod tests {
         report.push_warning("tls: warning: careful".into());
         assert_eq!(
             summary(&report, &["legacy", "postfix", "tls"], false),
-            "  legacy   2 change(s)\n  postfix  1 change(s)\n  tls      unchanged\n\
+            "  legacy   3 change(s)\n  postfix  1 change(s)\n  tls      unchanged\n\
              \x20 systemd  1 change(s)\n\
+             moved (where an earlier release kept it):\n\
+             \x20 /home/vmail/mail/[10.0.0.1] -> /home/vmail/mail/10.0.0.1  (legacy)\n\
              removed (left by older releases, no longer declared, or replaced here):\n\
              \x20 /usr/local/lib/chatmaild/venv  (legacy)\n\
              tls: warning: careful\n"

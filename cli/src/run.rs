@@ -55,6 +55,13 @@ pub struct Args {
     /// mail moves from another server).
     #[arg(long)]
     disable_mail: bool,
+    /// Also apply every pending Debian package upgrade now (`apt-get update` and `apt-get
+    /// upgrade`, keeping the relay's configuration files), then restart the services that
+    /// still run replaced files. Unattended-upgrades applies security updates daily anyway;
+    /// this is for point releases, or a fix that should not wait. With --dry-run: the
+    /// upgrades the present package lists know of.
+    #[arg(long)]
+    upgrade: bool,
     /// Deploy only the website (the same as `--only website`).
     #[arg(long, conflicts_with_all = ["only", "skip"])]
     website_only: bool,
@@ -236,11 +243,15 @@ fn deploy_here(
     let _lock = RunLock::acquire(target)?;
     let mut engine = Engine::new(target, facts, args.dry_run)?;
     engine.observe(progress::printer(args.dry_run, verbose));
+    engine.upgrade(args.upgrade);
     let result = match args.packages_only {
         true if args.phase != Phases::INSTALL => Err(anyhow::anyhow!(
             "--packages-only goes with --phase install only"
         )),
         true => engine.install_packages(plans),
+        false if args.upgrade && !args.phase.install => Err(anyhow::anyhow!(
+            "--upgrade goes with the install phase (--phase install, or all phases)"
+        )),
         false => engine.run(plans, args.phase),
     };
     let names: Vec<&str> = plans.iter().map(|p| p.component).collect();
@@ -300,6 +311,7 @@ fn choices(args: &Args, verbose: bool) -> Vec<String> {
         ("--packages-only", args.packages_only),
         ("--skip-dns-check", args.skip_dns_check),
         ("--disable-mail", args.disable_mail),
+        ("--upgrade", args.upgrade),
         ("--website-only", args.website_only),
         ("--dry-run", args.dry_run),
         ("--verbose", verbose),

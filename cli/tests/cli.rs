@@ -32,6 +32,7 @@ fn the_registry_holds_exactly_the_built_in_components() {
             "acmetool",
             "dovecot",
             "postfix",
+            "upgrades",
             "website",
             "nginx",
             "version"
@@ -150,6 +151,7 @@ fn list_shows_components_in_order_with_what_they_declare() {
             "acmetool  (not used by this config)",
             "dovecot",
             "postfix",
+            "upgrades",
             "website",
             "nginx",
             "version"

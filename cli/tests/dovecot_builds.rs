@@ -124,7 +124,7 @@ fn dovecot_switches_between_debians_and_the_delay_free_build_keeping_mail() {
         "Debian's Dovecot waits 500 ms before telling IDLE clients: {:?} ms",
         slow.latencies_ms()
     );
-    let mailboxes = root.path.join("home/vmail/mail/[10.77.47.2]");
+    let mailboxes = root.path.join("home/vmail/mail/10.77.47.2");
     let mail = snapshot(&mailboxes);
     let settings = snapshot(&root.path.join("etc/dovecot"));
 

@@ -1,7 +1,8 @@
 //! The relay end to end on booted Debian 12 hosts (systemd-nspawn, each in its own network
 //! namespace): `cmdeploy run` inside the host as an operator would, every declared service active,
 //! exact re-runs, restarts only for what changed, split phases, `--only`, a killed run that
-//! converges, every written unit verified by systemd, the TURN server up and iroh-relay off, and
+//! converges, every written unit verified by systemd, the TURN server and iroh-relay answering
+//! (iroh-relay stopped and disabled while `iroh_relay` names another relay), and
 //! two real Delta Chat accounts exchanging encrypted messages. Slow: needs root, systemd-nspawn,
 //! the Delta Chat client (`scripts/setup-debian`); ignored unless run with `--include-ignored`.
 
@@ -30,8 +31,7 @@ fn declared_running_units(host: &Host) -> Vec<String> {
 }
 
 /// Every unit file the deploy writes (as `cmdeploy list` names them) passes
-/// `systemd-analyze verify` on the host itself. iroh-relay's is left out: offline test hosts
-/// have no iroh-relay binary, so rootfs_extras verifies it with a stand-in.
+/// `systemd-analyze verify` on the host itself.
 fn assert_units_verify(host: &Host) {
     let cmdeploy = format!("{BUNDLE}/cmdeploy");
     let list = host
@@ -47,7 +47,6 @@ fn assert_units_verify(host: &Host) {
                 .iter()
                 .any(|kind| path.ends_with(kind))
         })
-        .filter(|path| !path.ends_with("/iroh-relay.service"))
         .collect();
     assert!(units.len() > 10, "{units:?}");
     let mut verify = vec!["systemd-analyze", "verify", "--man=no"];
@@ -61,9 +60,9 @@ fn assert_units_verify(host: &Host) {
     );
 }
 
-/// The TURN server answers on UDP 3478 and iroh-relay, announced elsewhere in test hosts
-/// (`iroh_relay =`), is stopped and disabled.
-fn assert_turn_runs_and_iroh_relay_is_off(host: &Host) {
+/// The TURN server answers on UDP 3478, and the bundled iroh-relay on HTTP port 3340 (its
+/// captive-portal check, which nginx forwards to it).
+fn assert_turn_and_iroh_relay_answer(host: &Host) {
     let udp = host
         .exec_ok(&["cat", "/proc/net/udp", "/proc/net/udp6"])
         .unwrap();
@@ -74,6 +73,23 @@ fn assert_turn_runs_and_iroh_relay_is_off(host: &Host) {
             .is_some_and(|local| local.ends_with(":0D96"))),
         "nothing listens on UDP 3478:\n{udp}"
     );
+    let request = "exec 3<>/dev/tcp/127.0.0.1/3340 && \
+                   printf 'GET /generate_204 HTTP/1.1\\r\\nHost: relay\\r\\nConnection: close\\r\\n\\r\\n' >&3 && \
+                   cat <&3";
+    // Started just now: it may take a moment to listen.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let answer = loop {
+        match host.exec_ok(&["bash", "-c", request]) {
+            Ok(answer) => break answer,
+            Err(err) if std::time::Instant::now() > deadline => panic!("iroh-relay: {err:#}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(500)),
+        }
+    };
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+}
+
+/// iroh-relay is stopped and disabled (`iroh_relay` names another relay).
+fn assert_iroh_relay_is_off(host: &Host) {
     for (query, expected) in [("is-active", "inactive"), ("is-enabled", "disabled")] {
         let state = host
             .exec(&["systemctl", query, "iroh-relay.service"])
@@ -148,7 +164,8 @@ fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
     }
     assert_all_active(&host, &units);
     assert!(units.iter().any(|u| u == "turnserver.service"), "{units:?}");
-    assert_turn_runs_and_iroh_relay_is_off(&host);
+    assert!(units.iter().any(|u| u == "iroh-relay.service"), "{units:?}");
+    assert_turn_and_iroh_relay_answer(&host);
     assert_units_verify(&host);
     let keys = [
         "/etc/dkimkeys/opendkim.private",
@@ -282,12 +299,13 @@ fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
 
     // What a run no longer declares goes: external TLS runs a unit that watches the
     // certificate; back to self-signed, the unit is stopped and disabled, its files removed.
+    // Announcing another iroh relay meanwhile stops this one; back, it runs again.
     let settings = format!("{domain}max_message_size = 1000000\nmax_smtp_connections = 500\n");
     set_config(
         &root,
         &format!(
             "{settings}tls_external_cert_and_key = /etc/ssl/certs/mailserver.pem \
-             /etc/ssl/private/mailserver.key\n"
+             /etc/ssl/private/mailserver.key\niroh_relay = https://iroh.example.net\n"
         ),
     );
     let external = host_deploy(&host, &[]);
@@ -295,6 +313,7 @@ fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
         external.contains("tls: start tls-cert-reload.path"),
         "{external}"
     );
+    assert_iroh_relay_is_off(&host);
     set_config(&root, &settings);
     let back = host_deploy(&host, &[]);
     for line in [
@@ -315,6 +334,11 @@ fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
         "tls-cert-reload.path still runs"
     );
     assert!(
+        back.contains("iroh-relay: start iroh-relay.service"),
+        "{back}"
+    );
+    assert_turn_and_iroh_relay_answer(&host);
+    assert!(
         host_deploy(&host, &[]).contains("nothing to change"),
         "the removal is done once"
     );
@@ -325,12 +349,58 @@ fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
     );
 }
 
+/// An account of the IPv4 relay 10.77.45.2, laid out as upstream leaves it.
+const CAROL: &str = "carol@[10.77.45.2]";
+const CAROL_PASSWORD: &str = "upstream-password-1";
+/// Upstream's mailboxes folder of an IPv4 relay: the address without brackets.
+const IPV4_MAILBOXES: &str = "/home/vmail/mail/10.77.45.2";
+
+/// Writes `CAROL`'s password hash and one message where upstream keeps them.
+fn upstream_ipv4_account(host: &Host) {
+    let mailbox = format!("{IPV4_MAILBOXES}/{CAROL}");
+    let hash = host
+        .exec_ok(&["openssl", "passwd", "-6", CAROL_PASSWORD])
+        .unwrap();
+    let script = format!(
+        "mkdir -p {mailbox}/new {mailbox}/cur {mailbox}/tmp && \
+         printf '%s' '{{SHA512-CRYPT}}{hash}' > {mailbox}/password && \
+         printf 'From: dave@[10.77.45.3]\\nTo: {CAROL}\\nSubject: kept from upstream\\n\\nhello\\n' \
+           > {mailbox}/new/1700000000.M1P1.upstream && \
+         chown -R vmail:vmail /home/vmail/mail && chmod 0700 {IPV4_MAILBOXES}",
+        mailbox = format!("'{mailbox}'"),
+        hash = hash.trim(),
+    );
+    host.exec_ok(&["/bin/sh", "-c", &script]).unwrap();
+}
+
+/// `CAROL` logs in with her password (not a new account: a wrong one is refused) and her
+/// message is there.
+fn assert_carol_found(host: &Host) {
+    host.exec_ok(&["doveadm", "auth", "test", CAROL, CAROL_PASSWORD])
+        .unwrap();
+    let wrong = host
+        .exec(&["doveadm", "auth", "test", CAROL, "another-password-1"])
+        .unwrap();
+    assert!(
+        !wrong.status.success(),
+        "the account exists: its password is checked"
+    );
+    let mail = host
+        .exec_ok(&[
+            "doveadm", "fetch", "-u", CAROL, "text", "mailbox", "INBOX", "ALL",
+        ])
+        .unwrap();
+    assert!(mail.contains("Subject: kept from upstream"), "{mail}");
+}
+
 #[test]
 #[ignore = "slow: root, a booted systemd-nspawn host"]
 fn ipv4_relay_converges_after_a_killed_run_and_loses_nothing() {
     let domain = "mail_domain = 10.77.45.2\n";
     let (root, host) = relay_host("cm-ipv4", 45, domain);
     assert_eq!(host.address.to_string(), "10.77.45.2");
+    upstream_ipv4_account(&host);
+    let password = root.read(&format!("{IPV4_MAILBOXES}/{CAROL}/password"));
 
     let first = host_deploy(&host, &[]);
     assert!(
@@ -346,15 +416,21 @@ fn ipv4_relay_converges_after_a_killed_run_and_loses_nothing() {
     ];
     let secrets_before = secrets(&root, &keys);
     assert!(host_deploy(&host, &[]).contains("nothing to change"));
+    // The upstream relay's account is adopted as it is.
+    assert_carol_found(&host);
+    assert_eq!(
+        root.read(&format!("{IPV4_MAILBOXES}/{CAROL}/password")),
+        password
+    );
 
     delta_chat_exchange(&host.address.to_string(), "[10.77.45.2]");
-    let mailboxes = Path::new("home/vmail/mail/[10.77.45.2]");
+    let mailboxes = Path::new(IPV4_MAILBOXES.trim_start_matches('/'));
     let accounts = std::fs::read_dir(root.path.join(mailboxes))
         .unwrap()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().contains('@'))
         .count();
-    assert_eq!(accounts, 2, "both accounts were created by logging in");
+    assert_eq!(accounts, 3, "carol's, and two created by logging in");
     let mail_before = snapshot(&root.path.join(mailboxes));
 
     // Kill cmdeploy with SIGKILL right after its first configure change, then run again.
@@ -420,4 +496,28 @@ fn ipv4_relay_converges_after_a_killed_run_and_loses_nothing() {
         snapshot(&root.path.join(mailboxes)) == mail_before,
         "the mailboxes are untouched"
     );
+
+    // A relay an earlier release of this tool deployed kept them bracketed: on the running
+    // relay they are moved, with the daemons writing there stopped for it and started again.
+    let old = "/home/vmail/mail/[10.77.45.2]";
+    host.exec_ok(&["mv", IPV4_MAILBOXES, old]).unwrap();
+    let moved = host_deploy(&host, &[]);
+    for line in [
+        format!("legacy: stop dovecot.service (to move {old})\n"),
+        format!("legacy: stop doveauth.service (to move {old})\n"),
+        format!("legacy: move {old} to {IPV4_MAILBOXES}\n"),
+        "dovecot: start dovecot.service\n".to_owned(),
+        format!(
+            "moved (where an earlier release kept it):\n  {old} -> {IPV4_MAILBOXES}  (legacy)\n"
+        ),
+    ] {
+        assert!(moved.contains(&line), "{line:?} missing:\n{moved}");
+    }
+    assert!(
+        snapshot(&root.path.join(mailboxes)) == mail_before,
+        "moved as they were"
+    );
+    assert_all_active(&host, &units);
+    assert_carol_found(&host);
+    assert!(host_deploy(&host, &[]).contains("nothing to change"));
 }

@@ -254,7 +254,130 @@ fn ipv4_relay_has_no_dkim_and_bracketed_addresses() {
     let main_cf = String::from_utf8(root.read("/etc/postfix/main.cf")).unwrap();
     assert!(main_cf.contains("mydestination = [10.77.0.2]\n"));
     assert!(main_cf.contains("myhostname = 2.0.77.10.in-addr.arpa\n"));
-    assert!(root.path.join("home/vmail/mail/[10.77.0.2]").is_dir());
+    assert!(root.path.join("home/vmail/mail/10.77.0.2").is_dir());
+    assert!(!root.path.join("home/vmail/mail/[10.77.0.2]").exists());
+}
+
+/// Runs `argv` in the root; fails the test unless it succeeds; returns its output.
+fn chroot_ok(root: &Root, argv: &[&str]) -> String {
+    let output = root.chroot(argv);
+    assert!(
+        output.status.success(),
+        "{argv:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+#[ignore = "slow: root, a Debian 12 rootfs"]
+fn ipv4_mailboxes_an_earlier_release_kept_bracketed_are_moved_once() {
+    const OLD: &str = "/home/vmail/mail/[10.77.0.2]";
+    const NEW: &str = "/home/vmail/mail/10.77.0.2";
+    let root = installed_root("ipv4-move");
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), IPV4);
+    let inside = |path: &str| root.path.join(path.trim_start_matches('/'));
+
+    // An account as an earlier release of this tool left it: password hash and a message.
+    let mailbox = format!("{OLD}/alice@[10.77.0.2]");
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(inside(&format!("{mailbox}/{sub}"))).unwrap();
+    }
+    let hash = chroot_ok(&root, &["openssl", "passwd", "-6", "kept-password-1"]);
+    let password = format!("{{SHA512-CRYPT}}{}", hash.trim());
+    std::fs::write(inside(&format!("{mailbox}/password")), &password).unwrap();
+    std::fs::write(
+        inside(&format!("{mailbox}/new/1700000000.M1P1.relay")),
+        "From: bob@[10.77.0.3]\nTo: alice@[10.77.0.2]\nSubject: kept\n\nencrypted\n",
+    )
+    .unwrap();
+    chroot_ok(&root, &["chown", "-R", "vmail:vmail", "/home/vmail/mail"]);
+    chroot_ok(&root, &["chmod", "0700", OLD]);
+    let accounts = snapshot(&inside(OLD));
+
+    // The dry run shows the move, and no directory to create in its place.
+    let before = snapshot(&root.path);
+    let dry = root_deploy(&root, &config, &["--dry-run"]);
+    assert!(dry.ok, "{}", dry.all());
+    let line = format!("legacy: would move {OLD} to {NEW}\n");
+    assert!(dry.stdout.contains(&line), "{}", dry.stdout);
+    assert!(
+        dry.stdout.contains(&format!(
+            "would move (where an earlier release kept it):\n  {OLD} -> {NEW}  (legacy)\n"
+        )),
+        "{}",
+        dry.stdout
+    );
+    assert!(!dry.stdout.contains(&format!("create directory {NEW}")));
+    assert!(snapshot(&root.path) == before, "a dry run changed the tree");
+
+    // The run moves it: same owners, modes, password and mail; the relay's programs find it.
+    let run = root_deploy(&root, &config, &[]);
+    assert!(run.ok, "{}", run.all());
+    assert!(
+        run.stdout
+            .contains(&format!("legacy: move {OLD} to {NEW}\n")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "moved (where an earlier release kept it):\n  {OLD} -> {NEW}  (legacy)\n"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(!inside(OLD).exists());
+    assert!(
+        snapshot(&inside(NEW)) == accounts,
+        "the accounts are kept as they were"
+    );
+    let meta = std::fs::metadata(inside(NEW)).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o700);
+    let vmail = chroot_ok(&root, &["id", "-u", "vmail"]);
+    assert_eq!(meta.uid().to_string(), vmail.trim());
+    assert_eq!(
+        std::fs::read_to_string(inside(&format!("{NEW}/alice@[10.77.0.2]/password"))).unwrap(),
+        password
+    );
+    let dovecot = String::from_utf8(root.read("/etc/dovecot/dovecot.conf")).unwrap();
+    assert!(
+        dovecot.contains(&format!("mail_location = maildir:{NEW}/%u\n")),
+        "{dovecot}"
+    );
+    assert_configs_valid(&root, false);
+    let report = chroot_ok(
+        &root,
+        &["chatmail-fsreport", "/usr/local/lib/chatmaild/chatmail.ini"],
+    );
+    assert!(report.starts_with("accounts: 1 "), "{report}");
+
+    // Once: the re-run changes nothing.
+    let again = root_deploy(&root, &config, &[]);
+    assert!(
+        again.ok && again.stdout.contains("nothing to change"),
+        "{}",
+        again.all()
+    );
+
+    // Both there (an older copy came back): refused before anything changes, naming both.
+    std::fs::create_dir(inside(OLD)).unwrap();
+    let config = config_file(dir.path(), &format!("{IPV4}max_message_size = 1000000\n"));
+    let before = snapshot(&root.path);
+    let refused = root_deploy(&root, &config, &[]);
+    assert!(!refused.ok);
+    assert!(
+        refused.stderr.contains(&format!(
+            "legacy: both {OLD} (where an earlier release kept it) and {NEW}"
+        )),
+        "{}",
+        refused.all()
+    );
+    assert!(
+        snapshot(&root.path) == before,
+        "a refused run changed the tree"
+    );
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The slow rung for mtail, turn and iroh-relay: `cmdeploy run` into Debian 12 rootfs copies,
 //! checked with the real `mtail --compile_only`, `systemd-analyze verify` and the installed
-//! chatmail-turn. Needs root, the cached rootfs; ignored unless run with `--include-ignored`.
+//! chatmail-turn and iroh-relay. Needs root, the cached rootfs and the iroh relay server beside
+//! cmdeploy (`cargo xtask iroh-relay`, which `scripts/setup-debian` runs); ignored unless run
+//! with `--include-ignored`.
 
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
@@ -62,7 +64,7 @@ fn mtail_turn_and_iroh_relay_deploy_validate_and_rerun_as_no_ops() {
         std::path::Path::new(env!("CARGO_BIN_EXE_cmdeploy")).with_file_name("chatmail-turn");
     assert_eq!(
         root.read("/usr/local/bin/chatmail-turn"),
-        std::fs::read(bundled).unwrap()
+        std::fs::read(&bundled).unwrap()
     );
     ok(
         &root.chroot(&["/usr/local/bin/chatmail-turn", "--version"]),
@@ -77,21 +79,26 @@ fn mtail_turn_and_iroh_relay_deploy_validate_and_rerun_as_no_ops() {
     let dir_meta = std::fs::metadata(root.path.join("etc/chatmail-turn")).unwrap();
     assert_eq!(dir_meta.mode() & 0o777, 0o700);
 
-    // iroh-relay: GitHub is out of reach here and no binary is beside cmdeploy, so install
-    // says so and goes on; nothing else is left to change.
-    assert!(!root.path.join("usr/local/bin/iroh-relay").exists());
+    // iroh-relay: the server built from crates.io, installed from beside cmdeploy like our own
+    // programs, runs on Debian 12 (host.rs has it serve on a booted host).
+    let bundled = bundled.with_file_name("iroh-relay");
+    let built = std::fs::read(&bundled).unwrap_or_else(|err| {
+        panic!(
+            "{}: {err}; run `cargo xtask iroh-relay` (scripts/setup-debian does)",
+            bundled.display()
+        )
+    });
+    assert_eq!(root.read("/usr/local/bin/iroh-relay"), built);
+    let help = ok(
+        &root.chroot(&["/usr/local/bin/iroh-relay", "--help"]),
+        "iroh-relay --help",
+    );
+    assert!(help.contains("--config-path"), "{help}");
+    let toml = String::from_utf8(root.read("/etc/iroh-relay.toml")).unwrap();
+    assert!(toml.contains("http_bind_addr = \"[::]:3340\""), "{toml}");
+
     let again = root_deploy(&root, &config, &[]);
-    assert!(
-        again.ok,
-        "an offline install without iroh-relay does not fail"
-    );
-    assert!(
-        again
-            .stdout
-            .contains("iroh-relay: notice: /usr/local/bin/iroh-relay not installed"),
-        "{}",
-        again.stdout
-    );
+    assert!(again.ok);
     assert!(
         again.stdout.contains("nothing to change"),
         "{}",
@@ -118,35 +125,4 @@ fn mtail_turn_and_iroh_relay_deploy_validate_and_rerun_as_no_ops() {
         .output()
         .unwrap();
     ok(&verify, "systemd-analyze verify");
-}
-
-#[test]
-#[ignore = "slow: root, a Debian 12 rootfs"]
-fn a_local_release_tarball_is_installed_when_named() {
-    let root = installed_root("extras-tarball");
-    let dir = tempfile::tempdir().unwrap();
-    // Not the real release: its checksum differs, so the run fails and names the file.
-    let tarball = dir.path().join("iroh-relay.tar.gz");
-    std::fs::write(&tarball, b"not a tarball").unwrap();
-    let run = cmdeploy(
-        &[
-            "run",
-            "--phase",
-            "install",
-            "--only",
-            "iroh-relay",
-            "--root",
-            root.str(),
-        ],
-        &[("CMDEPLOY_IROH_RELAY_TARBALL", tarball.to_str().unwrap())],
-    );
-    assert!(!run.ok, "a named tarball must install");
-    assert!(
-        run.stderr.contains(&format!(
-            "extracting ./iroh-relay from {}",
-            tarball.display()
-        )),
-        "{}",
-        run.stderr
-    );
 }

@@ -68,28 +68,6 @@ impl Dockerd {
         command.args(args).env("DOCKER_HOST", &self.host);
         command
     }
-
-    /// Imports a Debian root tarball as the image `tag` unless it exists.
-    pub fn import_base(&self, tarball: &Path, tag: &str) -> Result<()> {
-        if self
-            .docker(&["image", "inspect", tag])
-            .output()?
-            .status
-            .success()
-        {
-            return Ok(());
-        }
-        let status = self
-            .docker(&["import"])
-            .arg(tarball)
-            .arg(tag)
-            .stdout(Stdio::null())
-            .status()?;
-        if !status.success() {
-            bail!("docker import {} {tag} failed", tarball.display());
-        }
-        Ok(())
-    }
 }
 
 /// A dockerd left by a killed test run holds the pidfile: stop it by that PID.

@@ -5,18 +5,22 @@
 //! `--packages-only` install run by a copy of cmdeploy that is refreshed only when the package
 //! list changes, with the `.deb` files of `cargo xtask dovecot`, so the layer is cached across
 //! code changes), then cmdeploy and the relay's programs (templates are inside
-//! cmdeploy) with the rest of the install phase, then the labels.
+//! cmdeploy; the iroh relay server of `cargo xtask iroh-relay` always among them) with the
+//! rest of the install phase, then the labels.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
 use crate::dovecot::DEBS_ENV;
-use crate::{bundle, check, workspace};
+use crate::{bundle, check, iroh_relay, rootfs, workspace};
 
 /// The base image unless `--base` says otherwise.
 pub const DEFAULT_BASE: &str = "debian:bookworm";
+/// What the cached Debian 12 rootfs is imported as when [`DEFAULT_BASE`] is not in the engine
+/// (no registry needed).
+pub const LOCAL_BASE: &str = "localhost/cmdeploy-debian:bookworm";
 /// The tag unless `--tag` says otherwise (what `cmdeploy compose` names by default).
 pub const DEFAULT_TAG: &str = "chatmail-relay:latest";
 
@@ -60,6 +64,58 @@ impl Engine {
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
+
+    /// Fails, saying how to start it, unless the engine answers.
+    pub fn ready(&self) -> Result<()> {
+        let output = self
+            .command(&["version"])
+            .output()
+            .with_context(|| format!("running {}", self.program.display()))?;
+        if !output.status.success() {
+            bail!(
+                "{} does not answer (is its daemon running? see README.md, \"Running the relay in \
+                 containers\"): {}",
+                self.program.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether the engine holds the image `name`.
+    pub fn has_image(&self, name: &str) -> Result<bool> {
+        let output = self
+            .command(&["image", "inspect", name])
+            .output()
+            .with_context(|| format!("running {}", self.program.display()))?;
+        Ok(output.status.success())
+    }
+
+    /// The base image to build from: `base` itself, except that the default base, when the
+    /// engine does not have it, is replaced by the cached Debian 12 rootfs (debootstrapped by
+    /// [`rootfs::ensure`] if missing) imported as [`LOCAL_BASE`] once, which it says.
+    pub fn base(&self, base: &str) -> Result<String> {
+        if base != DEFAULT_BASE || self.has_image(base)? {
+            return Ok(base.to_owned());
+        }
+        if !self.has_image(LOCAL_BASE)? {
+            let tarball = rootfs::ensure()?;
+            println!(
+                "{base} is not in {}'s images: importing the cached Debian 12 rootfs {} as {LOCAL_BASE}",
+                self.program.display(),
+                tarball.display()
+            );
+            let mut import = self.command(&["import"]);
+            import.arg(&tarball).arg(LOCAL_BASE).stdout(Stdio::null());
+            check(&mut import).context("importing the base image")?;
+        } else {
+            println!(
+                "{base} is not in {}'s images: using {LOCAL_BASE}",
+                self.program.display()
+            );
+        }
+        Ok(LOCAL_BASE.to_owned())
+    }
 }
 
 /// What to build.
@@ -74,6 +130,8 @@ pub struct Options {
 
 /// Builds the image; returns the build context directory used.
 pub fn build(options: &Options) -> Result<PathBuf> {
+    options.engine.ready()?;
+    let base = options.engine.base(&options.base)?;
     let binaries = match &options.binaries {
         Some(dir) => dir.clone(),
         None => {
@@ -89,6 +147,10 @@ pub fn build(options: &Options) -> Result<PathBuf> {
         std::fs::remove_dir_all(&bin)?;
     }
     bundle::copy(&cmdeploy, &bin)?;
+    // The image always carries the iroh relay server, also when it is not beside cmdeploy.
+    if !bin.join(iroh_relay::NAME).exists() {
+        iroh_relay::copy_to(&bin)?;
+    }
     refresh_packages_stage(&cmdeploy, &context.join("packages"))?;
     stage_dovecot(&context.join("packages").join(DOVECOT_DEBS))?;
     std::fs::write(context.join("Dockerfile"), dockerfile())?;
@@ -101,7 +163,7 @@ pub fn build(options: &Options) -> Result<PathBuf> {
         format!("org.opencontainers.image.revision={revision}"),
         format!("org.opencontainers.image.source={}", source()),
     ];
-    let base = format!("BASE={}", options.base);
+    let base = format!("BASE={base}");
     let mut build = options
         .engine
         .command(&["build", "--tag", &options.tag, "--build-arg", &base]);
@@ -162,6 +224,13 @@ fn stage_dovecot(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The private keys (and their certificates) Debian's package scripts make at install time:
+/// the same in every image built from this layer, so none may stay (the relay's own are made
+/// per deployment, in volumes).
+const PACKAGE_KEYS: &str = "/etc/ssl/private/ssl-cert-snakeoil.key \\
+    /etc/ssl/certs/ssl-cert-snakeoil.pem /etc/dovecot/private/dovecot.key \\
+    /etc/dovecot/private/dovecot.pem";
+
 /// The Dockerfile: packages first, programs next (copied straight to where install puts
 /// them, so install finds them in place and the image holds one copy).
 fn dockerfile() -> String {
@@ -178,7 +247,8 @@ RUN {DEBS_ENV}=/usr/local/lib/cmdeploy-packages/{DOVECOT_DEBS} \\
         /usr/local/lib/cmdeploy-packages/cmdeploy run --ssh-host @local --phase install \\
         --packages-only --config /nonexistent \\
     && rm -rf /usr/local/lib/cmdeploy-packages /var/cache/cmdeploy/debs /var/lib/apt/lists/* \\
-        /var/cache/apt/*.bin
+        /var/cache/apt/*.bin \\
+    && rm -f {PACKAGE_KEYS}
 # 2. cmdeploy (templates inside) and the relay's programs, then the rest of install: users,
 #    directories, deployment-independent files. Changes with every code change, quickly.
 COPY bin/ /usr/local/bin/

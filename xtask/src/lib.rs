@@ -9,6 +9,7 @@
 //! - [`image`]: the relay's container image (`cargo xtask image`).
 //! - [`docker`]: a Docker engine of the tests' own, started and stopped by them.
 //! - [`dovecot`]: the delay-free Dovecot packages, built from Debian's source with our patch.
+//! - [`iroh_relay`]: the iroh relay server, built from crates.io at upstream's pinned version.
 //! - [`latency`]: how soon a relay's IMAP IDLE clients see a new message.
 
 pub mod bundle;
@@ -16,6 +17,7 @@ pub mod docker;
 pub mod dovecot;
 pub mod host;
 pub mod image;
+pub mod iroh_relay;
 pub mod latency;
 pub mod nsd;
 pub mod rootfs;
@@ -30,7 +32,7 @@ pub fn workspace() -> std::path::PathBuf {
 }
 
 /// The cache directory shared by clones of this repository (the Dovecot packages, the rootfs
-/// tarballs); `CMDEPLOY_CACHE` overrides it.
+/// tarballs, the iroh relay server); `CMDEPLOY_CACHE` overrides it.
 pub fn cache_root() -> std::path::PathBuf {
     std::env::var_os("CMDEPLOY_CACHE")
         .map(std::path::PathBuf::from)

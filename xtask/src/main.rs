@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use xtask::{dovecot, image, rootfs};
+use xtask::{dovecot, image, iroh_relay, rootfs};
 
 /// Developer tasks that need more than `cargo test`.
 #[derive(Debug, Parser)]
@@ -27,6 +27,10 @@ enum Task {
     /// xtask/dovecot/*.patch, and print their directory (under $CMDEPLOY_CACHE, default
     /// /var/cache/cmdeploy).
     Dovecot,
+    /// Build (or find cached) the iroh relay server from crates.io at upstream's pinned version
+    /// (under $CMDEPLOY_CACHE) and copy it beside cmdeploy (target/debug, target/release), so
+    /// deploys, bundles and images carry it. The first build takes minutes.
+    IrohRelay,
     /// Measure deploys: install time (against a bare apt-get install) and the no-op re-run.
     Bench {
         /// `latency`: message latency through a booted test relay (submission -> IMAP IDLE,
@@ -55,7 +59,8 @@ enum Task {
         /// docker or podman (default: whichever is installed).
         #[arg(long)]
         engine: Option<String>,
-        /// The Debian 12 base image.
+        /// The Debian 12 base image; when it is the default and the engine lacks it, the cached
+        /// Debian 12 rootfs (target/rootfs/) is imported as localhost/cmdeploy-debian:bookworm.
         #[arg(long, default_value = image::DEFAULT_BASE)]
         base: String,
         /// The image's tag.
@@ -77,6 +82,12 @@ fn main() -> Result<()> {
         }
         Task::Dovecot => {
             println!("{}", dovecot::ensure()?.display());
+            Ok(())
+        }
+        Task::IrohRelay => {
+            for dir in iroh_relay::profile_dirs() {
+                println!("{}", iroh_relay::copy_to(&dir)?.display());
+            }
             Ok(())
         }
         Task::Bench { mode, relays } => match (mode.as_deref(), relays) {

@@ -408,8 +408,8 @@ fn prepare_root(options: &Options, root: &Path, domain: &str, ca: &Path) -> Resu
         install_certificate(ca.parent().context("the CA's directory")?, root, domain)?;
         settings += &format!("tls_external_cert_and_key = {CA_SIGNED_CERT} {CA_SIGNED_KEY}\n");
     }
-    // Accept accounts whatever this shared machine's load; no iroh-relay binary offline.
-    settings += "max_load_1m = 1000\niroh_relay =\n";
+    // Accept accounts whatever this shared machine's load.
+    settings += "max_load_1m = 1000\n";
     write(&inside(bundle::HOST_CONFIG), &settings)?;
     let resolv = inside("/etc/resolv.conf");
     let _ = std::fs::remove_file(&resolv);

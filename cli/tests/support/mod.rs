@@ -293,10 +293,9 @@ pub fn make_certificate(root: &Root, cert: &str, key: &str, name: &str) {
 }
 
 /// Writes the host's settings. Test relays accept new accounts whatever the load of this
-/// shared machine, and announce no iroh relay: test hosts have no iroh-relay binary (it is
-/// not built here, and its release cannot be downloaded offline).
+/// shared machine, and run their own iroh relay (the bundle carries it).
 pub fn set_config(root: &Root, settings: &str) {
-    let text = format!("[params]\n{settings}max_load_1m = 1000\niroh_relay =\n");
+    let text = format!("[params]\n{settings}max_load_1m = 1000\n");
     std::fs::write(root.path.join(HOST_CONFIG.trim_start_matches('/')), text).unwrap();
 }
 

@@ -86,7 +86,8 @@ impl Component for Acmetool {
         ];
         let service = Service::running("acmetool-redirector.service")
             .foreground(&redirector)
-            .health_tcp(402);
+            .health_tcp(402)
+            .capabilities(&["NET_BIND_SERVICE"]);
         activate.service(service);
         // In containers the daily renewal (the timer's 16:20) is a job; the hook's reloads need systemd, so the
         // services there read a renewed certificate when restarted.
@@ -97,6 +98,8 @@ impl Component for Acmetool {
             &["acmetool", "--batch", "reconcile"],
         );
         activate.state("/var/lib/acme", "acmetool's account, keys and certificates");
+        // Its hook points the certificate link in tls's volume at a new certificate.
+        activate.uses("tls");
         activate.service(Service::stopped("acmetool-reconcile.service"));
         activate.service(Service::running("acmetool-reconcile.timer"));
         activate.port(402, &["acmetool"]);

@@ -102,11 +102,14 @@ impl Component for Chatmaild {
             let socket = format!("{dir}/{}.socket", socket_name(program));
             let service = Service::running(unit)
                 .foreground_as("vmail", &[program, &socket, RELAY_SETTINGS_PATH])
-                .health_unix(&socket);
+                .health_dict(&socket);
             activate.service(service);
             let why = format!("{program}'s socket, which Dovecot connects to");
             activate.runtime(dir, Owner::new("vmail", "vmail"), 0o755, &why);
         }
+        // The accounts live in the mailboxes; chatmail-metadata asks chatmail-turn.
+        activate.uses("base");
+        activate.uses("turn");
         for (name, schedule, args) in CONTAINER_JOBS {
             let program = format!("/usr/local/bin/{name}");
             let mut argv = vec![program.as_str(), RELAY_SETTINGS_PATH];

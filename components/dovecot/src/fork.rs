@@ -64,7 +64,7 @@ pub fn install(install: &mut Install<'_>) -> Result<()> {
             .collect();
         let file = format!("{package}_{FILE_VERSION}_{}.deb", install.facts.deb_arch);
         let dest = format!("/var/cache/cmdeploy/debs/{file}");
-        let mut download = Download::pinned(&dest, install.facts, &rows, None, None)?;
+        let mut download = Download::pinned(&dest, install.facts, &rows)?;
         download.mode = 0o644;
         install.deb(package, VERSION, download);
     }

@@ -77,8 +77,15 @@ impl Component for Dovecot {
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
         let service = Service::running("dovecot.service")
             .foreground(&["dovecot", "-F"])
-            .health_tcp(993);
+            .health_imap(143)
+            // Ports below 1024, the chrooted login processes, the master's signals to them.
+            .capabilities(&["NET_BIND_SERVICE", "SYS_CHROOT", "KILL"]);
         activate.service(service);
+        // The mailboxes, chatmaild's sockets, the certificate, and Postfix's spool, where
+        // Dovecot's LMTP and auth sockets for Postfix are.
+        for used in ["base", "chatmaild", "tls", "acmetool", "postfix"] {
+            activate.uses(used);
+        }
         activate.port(143, &["imap-login", "dovecot"]);
         activate.port(993, &["imap-login", "dovecot"]);
         if activate.config.mtail_address.is_some() {

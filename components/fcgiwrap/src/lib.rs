@@ -20,7 +20,7 @@ impl Component for Fcgiwrap {
     }
 
     fn after(&self) -> &'static [&'static str] {
-        &["base"]
+        &["base", "chatmaild"]
     }
 
     fn install(&self, install: &mut Install<'_>) -> Result<()> {
@@ -37,6 +37,8 @@ impl Component for Fcgiwrap {
             .foreground_as("www-data", &["fcgiwrap", "-s", &socket])
             .health_unix(CONTAINER_SOCKET);
         activate.service(service);
+        // newemail, the CGI it runs, reads chatmaild's settings.
+        activate.uses("chatmaild");
         let owner = Owner::new("www-data", "www-data");
         activate.runtime(
             "/run/fcgiwrap",

@@ -62,6 +62,8 @@ impl Component for Filtermail {
                 .health_tcp(port);
             activate.service(service);
         }
+        // It reads chatmaild's settings.
+        activate.uses("chatmaild");
         for port in [
             config.filtermail_smtp_port,
             config.filtermail_smtp_port_incoming,

@@ -1,18 +1,14 @@
-//! `iroh-relay`: the relay for iroh peer-to-peer connections (realtime webxdc), v0.35.0,
-//! behind nginx on port 3340. Runs only when `iroh_relay` is not set in chatmail.ini.
+//! `iroh-relay`: the relay for iroh peer-to-peer connections (realtime webxdc), crates.io's
+//! `iroh-relay` 0.35 server (upstream's pin), behind nginx on port 3340. Runs only when
+//! `iroh_relay` is not set in chatmail.ini.
 //!
-//! Install cannot read the settings, so the binary's source is chosen from what is at hand:
-//! an `iroh-relay` built beside cmdeploy (`cargo install iroh-relay --version 0.35.0
-//! --features server --locked`), else the pinned release tarball named by
-//! [`TARBALL_ENV`], else the pinned release from GitHub. The last is optional: an offline
-//! install goes on without it (a notice says so), and the unit's start condition keeps the
-//! service from failing until the binary arrives.
-
-use std::path::PathBuf;
+//! The binary is one of the relay's bundled programs, shipped beside cmdeploy: `cargo xtask
+//! iroh-relay` builds it and puts it there. A cmdeploy built without it (a plain `cargo build`)
+//! says what to run, and keeps the service stopped rather than failing to start.
 
 use anyhow::Result;
-use chatmail_core::plan::{Download, Service};
-use chatmail_core::{Activate, Component, Facts, Install, register};
+use chatmail_core::plan::Service;
+use chatmail_core::{Activate, Component, Configure, Facts, Install, register};
 use include_dir::{Dir, include_dir};
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templates/iroh-relay");
@@ -21,34 +17,21 @@ static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templat
 #[derive(Debug)]
 pub struct IrohRelay;
 
-/// Names a local copy of the pinned release tarball (for installs without GitHub).
-pub const TARBALL_ENV: &str = "CMDEPLOY_IROH_RELAY_TARBALL";
-
+/// The program's name beside cmdeploy.
+const NAME: &str = "iroh-relay";
 const DEST: &str = "/usr/local/bin/iroh-relay";
 const UNIT: &str = "iroh-relay.service";
 
-/// Upstream's pinned v0.35.0 release per architecture; the sha256 is of the extracted binary.
-const RELEASES: &[(&str, &str, &str)] = &[
-    (
-        "x86_64",
-        "https://github.com/n0-computer/iroh/releases/download/v0.35.0/iroh-relay-v0.35.0-x86_64-unknown-linux-musl.tar.gz",
-        "45c81199dbd70f8c4c30fef7f3b9727ca6e3cea8f2831333eeaf8aa71bf0fac1",
-    ),
-    (
-        "aarch64",
-        "https://github.com/n0-computer/iroh/releases/download/v0.35.0/iroh-relay-v0.35.0-aarch64-unknown-linux-musl.tar.gz",
-        "f8ef27631fac213b3ef668d02acd5b3e215292746a3fc71d90c63115446008b1",
-    ),
-];
+/// Whether the binary is beside cmdeploy (or in `--binaries`), so that install ships it.
+fn bundled(facts: &Facts) -> bool {
+    facts.binaries.join(NAME).is_file()
+}
 
-/// The pinned release: from the local `tarball` if given, else from GitHub, optionally.
-fn pinned_release(facts: &Facts, tarball: Option<PathBuf>) -> Result<Download> {
-    let from_github = tarball.is_none();
-    let download = Download::pinned(DEST, facts, RELEASES, Some("./iroh-relay"), tarball)?;
-    Ok(match from_github {
-        true => download.optional(),
-        false => download,
-    })
+/// Whether the relay has the binary to run: shipped by this cmdeploy, or in the relay's image,
+/// which always carries it (`cargo xtask image`), also when `cmdeploy compose` plans the
+/// image's containers on a machine whose cmdeploy lacks it.
+fn at_hand(facts: &Facts) -> bool {
+    facts.foreground() || bundled(facts)
 }
 
 impl Component for IrohRelay {
@@ -66,11 +49,8 @@ impl Component for IrohRelay {
     }
 
     fn install(&self, install: &mut Install<'_>) -> Result<()> {
-        if install.facts.binaries.join("iroh-relay").is_file() {
-            install.bundled_binary("iroh-relay", DEST);
-        } else {
-            let tarball = std::env::var_os(TARBALL_ENV).map(PathBuf::from);
-            install.download(pinned_release(install.facts, tarball)?);
+        if bundled(install.facts) {
+            install.bundled_binary(NAME, DEST);
         }
         // The same for every relay, so an image already carries them.
         install.template("/etc/iroh-relay.toml", "iroh-relay.toml")?;
@@ -78,9 +58,23 @@ impl Component for IrohRelay {
         Ok(())
     }
 
-    /// Upstream started it even when `iroh_relay` points elsewhere; here it is stopped then.
+    /// Install cannot read the settings: the missing binary is told here, where it matters.
+    fn configure(&self, configure: &mut Configure<'_>) -> Result<()> {
+        if configure.config.enable_iroh_relay && !at_hand(configure.facts) {
+            configure.warn(&format!(
+                "{NAME} is not beside cmdeploy (in {}), so this relay's iroh relay stays \
+                 stopped: run `cargo xtask iroh-relay` and deploy again, or set iroh_relay \
+                 to another relay",
+                configure.facts.binaries.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Upstream started it even when `iroh_relay` points elsewhere; here it is stopped then,
+    /// and also when cmdeploy ships no binary (it could not start).
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
-        if activate.config.enable_iroh_relay {
+        if activate.config.enable_iroh_relay && at_hand(activate.facts) {
             let argv = [DEST, "--config-path", "/etc/iroh-relay.toml"];
             let service = Service::running(UNIT)
                 .foreground_as("iroh", &argv)

@@ -1,20 +1,20 @@
-//! What the iroh-relay component plans: the binary's source for each architecture and
-//! override, and the service state for each `iroh_relay` setting.
+//! What the iroh-relay component plans: the bundled binary when cmdeploy ships it, and the
+//! service state for each `iroh_relay` setting and for a cmdeploy without the binary.
 
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chatmail_core::config::Config;
 use chatmail_core::engine::{self, Planned};
-use chatmail_core::plan::{Download, DownloadSource, Service};
+use chatmail_core::plan::{DownloadSource, Service};
 use chatmail_core::{Component, Facts, Templates};
-use chatmail_iroh_relay::{IrohRelay, TARBALL_ENV};
+use chatmail_iroh_relay::IrohRelay;
 
-fn facts(arch: &str, binaries: &Path) -> Facts {
+fn facts(binaries: &Path) -> Facts {
     Facts {
-        arch: arch.into(),
-        deb_arch: chatmail_core::deb_arch(arch).into(),
+        arch: "x86_64".into(),
+        deb_arch: "amd64".into(),
         systemd: true,
         container: false,
         binaries: binaries.to_owned(),
@@ -22,9 +22,9 @@ fn facts(arch: &str, binaries: &Path) -> Facts {
     }
 }
 
-fn plan(facts: &Facts, config: Option<&str>) -> anyhow::Result<Planned> {
+fn plan(facts: &Facts, config: Option<&str>) -> Planned {
     let components: [&'static dyn Component; 1] = [&IrohRelay];
-    let templates = Templates::new(&components, None)?;
+    let templates = Templates::new(&components, None).unwrap();
     let config = config.map(|body| {
         Config::parse(
             &format!("[params]\n{body}"),
@@ -33,104 +33,55 @@ fn plan(facts: &Facts, config: Option<&str>) -> anyhow::Result<Planned> {
         )
         .unwrap()
     });
-    let mut plans = engine::plan(&components, config.as_ref(), facts, &templates)?;
-    Ok(plans.remove(0))
+    let mut plans = engine::plan(&components, config.as_ref(), facts, &templates).unwrap();
+    plans.remove(0)
 }
 
-fn the_download(planned: &Planned) -> Download {
-    assert_eq!(planned.install.downloads.len(), 1);
-    planned.install.downloads[0].clone()
+/// A directory with an `iroh-relay` in it, as `cargo xtask iroh-relay` leaves target/debug.
+fn beside() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("iroh-relay"), b"built by cargo install").unwrap();
+    dir
 }
 
-const X86_64_SHA256: &str = "45c81199dbd70f8c4c30fef7f3b9727ca6e3cea8f2831333eeaf8aa71bf0fac1";
+const OWN: &str = "mail_domain = chat.example.org\n";
 
-// One test: the tarball override is an environment variable, which all of these read.
 #[test]
-fn the_binary_comes_from_beside_cmdeploy_else_a_local_tarball_else_github_optionally() {
-    let empty = tempfile::tempdir().unwrap();
-
-    let download = the_download(&plan(&facts("x86_64", empty.path()), None).unwrap());
+fn the_binary_is_bundled_from_beside_cmdeploy_and_never_downloaded() {
+    let with_binary = beside();
+    let planned = plan(&facts(with_binary.path()), None);
+    let downloads = &planned.install.downloads;
+    assert_eq!(downloads.len(), 1);
     assert_eq!(
-        download.source,
-        DownloadSource::Url(
-            "https://github.com/n0-computer/iroh/releases/download/v0.35.0/iroh-relay-v0.35.0-x86_64-unknown-linux-musl.tar.gz"
-                .into()
-        )
-    );
-    assert_eq!(download.sha256, X86_64_SHA256);
-    assert_eq!(download.extract.as_deref(), Some("./iroh-relay"));
-    assert_eq!(download.dest, PathBuf::from("/usr/local/bin/iroh-relay"));
-    assert!(download.optional, "an offline install goes on without it");
-
-    let download = the_download(&plan(&facts("aarch64", empty.path()), None).unwrap());
-    assert_eq!(
-        download.source,
-        DownloadSource::Url(
-            "https://github.com/n0-computer/iroh/releases/download/v0.35.0/iroh-relay-v0.35.0-aarch64-unknown-linux-musl.tar.gz"
-                .into()
-        )
-    );
-    assert_eq!(
-        download.sha256,
-        "f8ef27631fac213b3ef668d02acd5b3e215292746a3fc71d90c63115446008b1"
-    );
-
-    let err = plan(&facts("riscv64", empty.path()), None).unwrap_err();
-    assert!(
-        format!("{err:#}")
-            .contains("no release of /usr/local/bin/iroh-relay is pinned for architecture riscv64"),
-        "{err:#}"
-    );
-
-    // Setting a variable in this process is unsafe (edition 2024) and the workspace denies
-    // unsafe code: the override is checked by a child process of this test binary.
-    let tarball = empty.path().join("iroh-relay.tar.gz");
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "local_tarball_child", "--nocapture"])
-        .env(TARBALL_ENV, &tarball)
-        .env("IROH_RELAY_TEST_CHILD", "1")
-        .status()
-        .unwrap();
-    assert!(status.success(), "the local tarball override");
-
-    let with_binary = tempfile::tempdir().unwrap();
-    std::fs::write(with_binary.path().join("iroh-relay"), b"built locally").unwrap();
-    let download = the_download(&plan(&facts("x86_64", with_binary.path()), None).unwrap());
-    assert_eq!(
-        download.source,
+        downloads[0].source,
         DownloadSource::Bundled(with_binary.path().join("iroh-relay"))
     );
-    assert!(!download.optional);
-}
+    assert_eq!(downloads[0].dest, Path::new("/usr/local/bin/iroh-relay"));
+    assert_eq!(downloads[0].mode, 0o755);
 
-/// Run by the test above with the tarball override set.
-#[test]
-fn local_tarball_child() {
-    let Some(tarball) = std::env::var_os(TARBALL_ENV) else {
-        return;
-    };
-    if std::env::var_os("IROH_RELAY_TEST_CHILD").is_none() {
-        return;
-    }
     let empty = tempfile::tempdir().unwrap();
-    let download = the_download(&plan(&facts("x86_64", empty.path()), None).unwrap());
-    assert_eq!(
-        download.source,
-        DownloadSource::Local(PathBuf::from(tarball))
-    );
-    assert_eq!(download.sha256, X86_64_SHA256, "checked like the release");
-    assert_eq!(download.extract.as_deref(), Some("./iroh-relay"));
+    let planned = plan(&facts(empty.path()), None);
     assert!(
-        !download.optional,
-        "a tarball the operator named must install"
+        planned.install.downloads.is_empty(),
+        "nothing to fetch: {:?}",
+        planned.install.downloads
+    );
+    let files: Vec<_> = planned.install.files.iter().map(|f| &f.path).collect();
+    assert_eq!(
+        files,
+        [
+            Path::new("/etc/iroh-relay.toml"),
+            Path::new("/etc/systemd/system/iroh-relay.service")
+        ]
     );
 }
 
 #[test]
 fn it_runs_only_when_iroh_relay_is_not_set() {
-    let empty = tempfile::tempdir().unwrap();
-    let facts = facts("x86_64", empty.path());
-    let own = plan(&facts, Some("mail_domain = chat.example.org\n")).unwrap();
+    let with_binary = beside();
+    let facts = facts(with_binary.path());
+    let own = plan(&facts, Some(OWN));
+    assert!(own.configure.unwrap().warnings.is_empty());
     let activate = own.activate.unwrap();
     let running = Service::running("iroh-relay.service")
         .foreground_as(
@@ -152,8 +103,8 @@ fn it_runs_only_when_iroh_relay_is_not_set() {
     assert_eq!(activate.ports[0].allowed, ["iroh-relay"]);
 
     for setting in ["https://iroh.example.net", ""] {
-        let body = format!("mail_domain = chat.example.org\niroh_relay = {setting}\n");
-        let elsewhere = plan(&facts, Some(&body)).unwrap();
+        let body = format!("{OWN}iroh_relay = {setting}\n");
+        let elsewhere = plan(&facts, Some(&body));
         let activate = elsewhere.activate.unwrap();
         assert_eq!(
             activate.services,
@@ -162,4 +113,48 @@ fn it_runs_only_when_iroh_relay_is_not_set() {
         );
         assert!(activate.ports.is_empty());
     }
+}
+
+#[test]
+fn without_the_binary_it_is_stopped_and_the_run_says_what_to_do() {
+    let empty = tempfile::tempdir().unwrap();
+    let facts = facts(empty.path());
+    let own = plan(&facts, Some(OWN));
+    let warnings = own.configure.unwrap().warnings;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("run `cargo xtask iroh-relay`")
+            && warnings[0].contains(&empty.path().display().to_string()),
+        "{warnings:?}"
+    );
+    let activate = own.activate.unwrap();
+    assert_eq!(
+        activate.services,
+        [Service::stopped("iroh-relay.service")],
+        "never declared running when it cannot start"
+    );
+    assert!(activate.ports.is_empty());
+
+    let elsewhere = plan(
+        &facts,
+        Some(&format!("{OWN}iroh_relay = https://iroh.example.net\n")),
+    );
+    assert!(
+        elsewhere.configure.unwrap().warnings.is_empty(),
+        "no warning when another relay serves"
+    );
+}
+
+#[test]
+fn the_image_always_runs_it() {
+    // `cmdeploy compose` plans the image's containers with the facts of one, wherever it runs.
+    let empty = tempfile::tempdir().unwrap();
+    let mut image = facts(empty.path());
+    image.container = true;
+    image.systemd = false;
+    let own = plan(&image, Some(OWN));
+    assert!(own.configure.unwrap().warnings.is_empty());
+    let services = own.activate.unwrap().services;
+    assert!(services[0].running, "{services:?}");
+    assert!(services[0].container.is_some(), "{services:?}");
 }

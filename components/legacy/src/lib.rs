@@ -4,10 +4,13 @@
 //! replaces (the chatmaild virtualenv, the Python CGI, the remote helper) goes; its state (DKIM key, certificates, mailboxes, passwords, the Postfix queue)
 //! is at the paths the other components use and is kept. Units of the same name (doveauth,
 //! filtermail, filtermail-transport, ...) are simply replaced by their components.
+//!
+//! Earlier releases of this tool kept an IPv4 relay's mailboxes in `/home/vmail/mail/[<ip>]`;
+//! they are moved once to upstream's `/home/vmail/mail/<ip>`.
 
 use anyhow::Result;
 use chatmail_core::plan::Service;
-use chatmail_core::{Activate, Component, Install, register};
+use chatmail_core::{Activate, Component, Configure, Install, register};
 
 /// The cleanup of older releases.
 #[derive(Debug)]
@@ -50,6 +53,15 @@ const UNITS: &[&str] = &[
     "mta-sts-daemon.service",
 ];
 
+/// What writes into the mailboxes (and reads them as a whole): stopped while they move.
+const MAILBOX_UNITS: &[&str] = &[
+    "dovecot.service",
+    "doveauth.service",
+    "lastlogin.service",
+    "chatmail-metadata.service",
+    "chatmail-expire.service",
+];
+
 impl Component for Legacy {
     fn name(&self) -> &'static str {
         "legacy"
@@ -65,6 +77,14 @@ impl Component for Legacy {
         install.remove_packages(&["rspamd", "unbound-anchor"]);
         for path in LEFTOVERS {
             install.remove(path);
+        }
+        Ok(())
+    }
+
+    fn configure(&self, configure: &mut Configure<'_>) -> Result<()> {
+        let config = configure.config;
+        if let Some(bracketed) = config.bracketed_mailboxes_dir() {
+            configure.relocate(bracketed, &config.mailboxes_dir, MAILBOX_UNITS);
         }
         Ok(())
     }

@@ -77,8 +77,14 @@ impl Component for Nginx {
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
         let service = Service::running("nginx.service")
             .foreground(&["nginx", "-g", "daemon off;"])
-            .health_tcp(443);
+            .health_tcp(443)
+            // Ports 80 and 443, the master's signals to its workers.
+            .capabilities(&["NET_BIND_SERVICE", "KILL"]);
         activate.service(service);
+        // The certificate, fcgiwrap's socket and the web pages.
+        for used in ["tls", "acmetool", "fcgiwrap", "website"] {
+            activate.uses(used);
+        }
         activate.port(80, &["acmetool", "nginx"]);
         activate.port(443, &["nginx"]);
         activate.port(8443, &["nginx"]);

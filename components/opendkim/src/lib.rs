@@ -81,10 +81,12 @@ impl Component for Opendkim {
             .foreground(&["opendkim", "-f", "-x", "/etc/opendkim.conf"])
             .health_unix("/var/spool/postfix/opendkim/opendkim.sock");
         activate.service(service);
+        // Its socket is in Postfix's spool.
+        activate.uses("postfix");
         // Its pid file directory, made by systemd on a host.
         let run = Owner::new("opendkim", "opendkim");
         activate.runtime("/run/opendkim", run, 0o755, "OpenDKIM's pid file");
-        activate.state("/etc/dkimkeys", "the DKIM signing key, made once");
+        activate.secret("/etc/dkimkeys", "the DKIM signing key, made once");
         Ok(())
     }
 }

@@ -69,8 +69,13 @@ impl Component for Postfix {
         let service = Service::running("postfix.service")
             .foreground(&["postfix", "start-fg"])
             .before(&["/usr/lib/postfix/configure-instance.sh", "-"])
-            .health(&["postfix", "status"]);
+            .health_smtp(25)
+            // Ports below 1024, the chrooted daemons, the master's signals to them.
+            .capabilities(&["NET_BIND_SERVICE", "SYS_CHROOT", "KILL"]);
         activate.service(service);
+        // The certificate (acmetool's, when it makes it).
+        activate.uses("tls");
+        activate.uses("acmetool");
         activate.state(
             "/var/spool/postfix",
             "the mail queue, and the sockets of Dovecot (LMTP, auth) and OpenDKIM that Postfix uses",

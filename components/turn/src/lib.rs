@@ -69,7 +69,7 @@ impl Component for Turn {
         let vmail = Owner::new("vmail", "vmail");
         let why = "chatmail-turn's credentials socket, asked by chatmail-metadata";
         activate.runtime("/run/chatmail-turn", vmail, 0o755, why);
-        activate.state("/etc/chatmail-turn", "the TURN secret, made once");
+        activate.secret("/etc/chatmail-turn", "the TURN secret, made once");
         Ok(())
     }
 }

@@ -74,10 +74,9 @@ impl Component for Unbound {
         // Stopped and masked before unbound starts, so that port 53 is free.
         activate.service(Service::masked("systemd-resolved.service"));
         activate.service(Service::stopped("unbound-resolvconf.service"));
-        let service = Service::running("unbound.service")
-            .foreground(&["unbound", "-d", "-p"])
-            .health_tcp(53);
-        activate.service(service);
+        // No container form: the relay's containers resolve through the host's resolver
+        // (Docker gives them the host's resolv.conf, which no container may replace).
+        activate.service(Service::running("unbound.service"));
         // systemd-resolved may hold port 53 before the first run: it is masked above.
         activate.port(53, &["unbound", "systemd-resolve"]);
         Ok(())
