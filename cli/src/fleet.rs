@@ -1,4 +1,4 @@
-//! Acting on a fleet: an inventory of relays (TOML), and `run`, `status` or `dns` on each of
+//! Acting on a fleet: an inventory of relays (TOML), and `run`, `status`, `dns` or `test` on each of
 //! them in parallel with bounded concurrency, each relay by a `cmdeploy` of its own over the
 //! same SSH path as a single relay; live progress per relay, then a table.
 
@@ -20,8 +20,8 @@ use crate::progress::Totals;
 #[derive(Debug, Clone, clap::Args)]
 pub struct FleetArgs {
     /// Act on every relay of this inventory (a TOML file of `[[relay]]` entries, each with
-    /// `name`, `config` and optionally `ssh_host`, `templates`, `skip_dns_check`), a few at
-    /// a time, instead of on one relay.
+    /// `name`, `config` and optionally `ssh_host`, `templates`, `skip_dns_check`, `address`),
+    /// a few at a time, instead of on one relay.
     #[arg(long, value_name = "FILE", conflicts_with = "ssh_host")]
     pub inventory: Option<PathBuf>,
     /// With --inventory: only these relays (comma-separated names).
@@ -69,6 +69,9 @@ pub struct Relay {
     /// Deploy without checking its DNS first (`run --skip-dns-check`).
     #[serde(default)]
     pub skip_dns_check: bool,
+    /// Where `test` connects (`test --address`); default: its mail domain.
+    #[serde(default)]
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

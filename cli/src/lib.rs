@@ -2,7 +2,8 @@
 //! builds its own binary from our components, theirs, and [`main`].
 //!
 //! - [`components`]: links the built-in component crates.
-//! - `init`, `run`, `status`, `list`, `show`, `dns`: one module per subcommand.
+//! - `init`, `run`, `status`, `list`, `show`, `dns`: one module per subcommand; `online`:
+//!   `test` and `bench`, a live relay checked and timed from the outside.
 //! - [`remote`]: `--ssh-host`, this machine or a relay over SSH; `ship`: `run` over SSH.
 //! - `container` (the image's entrypoint), `probe` (its health checks) and `compose` (the
 //!   compose file generated from the registry).
@@ -14,6 +15,7 @@ mod dns;
 mod fleet;
 mod init;
 mod list;
+mod online;
 mod probe;
 mod progress;
 pub mod remote;
@@ -66,6 +68,15 @@ enum Command {
     /// Check the relay's DNS records against its authoritative name servers, or write them
     /// as a zone file (--zonefile).
     Dns(dns::Args),
+    /// Check a live relay from this machine as its users' clients see it: account creation
+    /// by first login, refused passwords, IMAP capabilities and METADATA, an encrypted message
+    /// between two fresh accounts, refusal of cleartext, forged senders and unsigned mail,
+    /// `/new`, the TLS certificate and (with `cmdeploy dns`, over SSH) the DNS records. One
+    /// line per check; exit code 1 when one failed.
+    Test(online::TestArgs),
+    /// Time IMAP and SMTP logins, sending and receiving on a live relay from this machine
+    /// (median, minimum and maximum over several rounds).
+    Bench(online::BenchArgs),
     /// Write a compose file that runs the relay from its image, one service per daemon.
     Compose(compose::Args),
     /// The image's entrypoint: configure this container, then run one service.
@@ -92,6 +103,8 @@ pub fn main() -> ExitCode {
         Some(Command::List(args)) => done(list::run(&cli.config, &args)),
         Some(Command::Config) => done(show::run(&cli.config)),
         Some(Command::Dns(args)) => dns::run(&cli.config, cli.verbose, &args),
+        Some(Command::Test(args)) => online::test(&cli.config, &args),
+        Some(Command::Bench(args)) => online::bench(&cli.config, &args),
         Some(Command::Compose(args)) => done(compose::run(&cli.config, &args)),
         Some(Command::Container(args)) => done(container::run(&cli.config, cli.verbose, &args)),
         Some(Command::Probe { address }) => done(probe::run(&address)),

@@ -567,6 +567,50 @@ fn run_and_status_go_to_the_mail_domain_over_ssh_and_say_when_it_cannot_be_reach
     );
 }
 
+#[test]
+fn test_fails_every_check_it_cannot_make_and_refuses_unknown_check_names() {
+    let configs = tempfile::tempdir().unwrap();
+    // An IPv4 relay on this machine, where no mail server listens.
+    let config = config_file(configs.path(), "mail_domain = 127.0.0.1\n");
+    let config = config.to_str().unwrap();
+    let run = cmdeploy(&["test", "--config", config, "--skip", "turn"], &[]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    let verdict = |check: &str| {
+        run.stdout
+            .lines()
+            .find(|line| line.split_whitespace().nth(1) == Some(check))
+            .and_then(|line| line.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no line for {check}:\n{}", run.stdout))
+    };
+    assert_eq!(verdict("login"), "FAIL");
+    assert!(
+        run.stdout.contains("connecting to 127.0.0.1:993"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(verdict("turn"), "skip", "--skip");
+    // IPv4 relays: no DKIM, no DNS records, a self-signed certificate.
+    for skipped in ["unsigned-mail-refused", "dns", "tls-certificate"] {
+        assert_eq!(verdict(skipped), "skip", "{skipped}");
+    }
+    assert!(
+        run.stdout
+            .contains("16 checks: 0 ok, 12 failed, 4 skipped (failed: login, wrong-password,"),
+        "{}",
+        run.stdout
+    );
+
+    let unknown = cmdeploy(&["test", "--config", config, "--skip", "nonsense"], &[]);
+    assert_eq!(unknown.code, Some(1));
+    assert!(
+        unknown
+            .stderr
+            .contains("--skip \"nonsense\": no such check (checks: login, wrong-password,"),
+        "{}",
+        unknown.stderr
+    );
+}
+
 /// `cmdeploy compose` for fixture configs, compared with the reviewed copies in
 /// `tests/snapshots/compose/` (same `UPDATE_SNAPSHOTS=1` switch).
 #[test]
@@ -625,7 +669,7 @@ fn website_only_deploys_the_website_alone() {
         .lines()
         .filter(|line| line.starts_with("  ") && line.contains("change"))
         .collect();
-    assert_eq!(summary, ["  website  5 change(s)"], "{}", run.stdout);
+    assert_eq!(summary, ["  website  6 change(s)"], "{}", run.stdout);
     assert!(Path::new(&root).join("var/www/html/index.html").exists());
     assert!(
         run.stderr.contains("Website deployment completed."),

@@ -66,32 +66,8 @@ impl std::fmt::Debug for Connectors {
 impl Connectors {
     /// Reads the system's trust store and builds the configurations.
     pub fn load() -> Result<Connectors> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let native = rustls_native_certs::load_native_certs();
-        for err in &native.errors {
-            log::warn!("trust store: {err}");
-        }
-        let mut roots = RootCertStore::empty();
-        let (added, ignored) = roots.add_parsable_certificates(native.certs);
-        if ignored > 0 {
-            log::warn!("trust store: {ignored} certificates could not be used");
-        }
-        if added == 0 {
-            log::warn!(
-                "trust store: no certificates; only `_` domains and literals can be reached over TLS"
-            );
-        }
-        let verified = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .context("cannot set up TLS")?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let any = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .context("cannot set up TLS")?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-            .with_no_client_auth();
+        let verified = verified_config()?;
+        let any = any_certificate_config()?;
         let with_alpn = |config: &ClientConfig, alpn: &[u8]| {
             let mut config = config.clone();
             config.alpn_protocols = vec![alpn.to_vec()];
@@ -115,6 +91,43 @@ impl Connectors {
             (Policy::AnyCertificate, Inner::Smtp) => Some(&self.any_smtp),
         }
     }
+}
+
+/// A client configuration that verifies certificates against the system's trust store (ring).
+pub fn verified_config() -> Result<ClientConfig> {
+    let native = rustls_native_certs::load_native_certs();
+    for err in &native.errors {
+        log::warn!("trust store: {err}");
+    }
+    let mut roots = RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(native.certs);
+    if ignored > 0 {
+        log::warn!("trust store: {ignored} certificates could not be used");
+    }
+    if added == 0 {
+        log::warn!(
+            "trust store: no certificates; only `_` domains and literals can be reached over TLS"
+        );
+    }
+    Ok(
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .context("cannot set up TLS")?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// A client configuration that accepts any certificate, still checking that the server
+/// holds its key (ring).
+pub fn any_certificate_config() -> Result<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("cannot set up TLS")?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth())
 }
 
 /// The name a server's certificate is checked against: the host name, or an IP address.

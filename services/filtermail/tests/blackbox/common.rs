@@ -12,11 +12,7 @@ use std::time::{Duration, Instant};
 
 use lettre::address::Envelope;
 use lettre::{SmtpTransport, Transport};
-use pgp::composed::{
-    ArmorOptions, EncryptionCaps, KeyType, MessageBuilder, SecretKeyParamsBuilder, SignedPublicKey,
-    SubkeyParamsBuilder,
-};
-use pgp::crypto::ecc_curve::ECCCurve;
+use pgp::composed::{ArmorOptions, MessageBuilder, SignedPublicKey};
 use pgp::crypto::sym::SymmetricKeyAlgorithm;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -383,27 +379,12 @@ impl RawClient {
     }
 }
 
-/// The recipient key every test message is encrypted to.
+/// The recipient key every test message is encrypted to (made as `cmdeploy test` makes its
+/// keys).
 fn recipient_key() -> &'static SignedPublicKey {
     static KEY: OnceLock<SignedPublicKey> = OnceLock::new();
     KEY.get_or_init(|| {
-        let mut rng = rand::thread_rng();
-        let mut encrypt = SubkeyParamsBuilder::default();
-        encrypt
-            .key_type(KeyType::ECDH(ECCCurve::Curve25519Legacy))
-            .can_encrypt(EncryptionCaps::All);
-        let mut params = SecretKeyParamsBuilder::default();
-        params
-            .key_type(KeyType::Ed25519Legacy)
-            .can_certify(true)
-            .can_sign(true)
-            .primary_user_id("Bob <bob@example.org>".into())
-            .subkeys(vec![encrypt.build().expect("subkey params")]);
-        let secret = params
-            .build()
-            .expect("key params")
-            .generate(&mut rng)
-            .expect("generate key");
+        let secret = chatmail_probe::message::key("bob@example.org").expect("generate key");
         SignedPublicKey::from(secret)
     })
 }
