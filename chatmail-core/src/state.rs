@@ -160,8 +160,8 @@ impl RunLock {
         })
     }
 
-    /// Takes the lock of `target`, waiting while another run holds it. Containers share
-    /// [`RUN_LOCK_DIR`] as a volume, so their entrypoints configure one after the other.
+    /// Takes the lock of `target`, waiting while another run holds it. The containers' `init`
+    /// mounts [`RUN_LOCK_DIR`] as a volume, so two inits never make a secret twice.
     pub fn wait(target: &Target) -> Result<RunLock> {
         Self::take(target, |file, path| {
             file.lock()

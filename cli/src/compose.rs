@@ -1,6 +1,7 @@
 //! `cmdeploy compose`: a compose file for the relay's image, generated from the registry:
 //! one service per declared container daemon (plus `init` and, with jobs, `cron`), each with
-//! its health check, and the declared state and runtime directories as named volumes.
+//! its health check, its capabilities and, as named volumes, the declared state and runtime
+//! directories of its scope (`container::Scope`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -669,7 +669,7 @@ fn website_only_deploys_the_website_alone() {
         .lines()
         .filter(|line| line.starts_with("  ") && line.contains("change"))
         .collect();
-    assert_eq!(summary, ["  website  5 change(s)"], "{}", run.stdout);
+    assert_eq!(summary, ["  website  6 change(s)"], "{}", run.stdout);
     assert!(Path::new(&root).join("var/www/html/index.html").exists());
     assert!(
         run.stderr.contains("Website deployment completed."),

@@ -239,6 +239,15 @@ fn relay_runs_from_its_image_and_keeps_its_state_across_recreation() {
     assert!(built.contains(&format!("built {TAG}")), "{built}");
 
     // Nothing of a deployment is in the image: no settings, keys, certificates or domain.
+    // Every layer earns its place: none holds a copy of the packages stage that a later one
+    // deletes.
+    let history = ok(dockerd.docker(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", TAG]));
+    assert!(
+        !history
+            .lines()
+            .any(|l| l.contains("COPY") && l.contains("cmdeploy-packages")),
+        "{history}"
+    );
     let size = ok(dockerd.docker(&["image", "inspect", "--format", "{{.Size}}", TAG]));
     let size: f64 = size.trim().parse().unwrap();
     eprintln!("image size: {:.0} MB", size / 1e6);

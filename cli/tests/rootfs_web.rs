@@ -35,6 +35,23 @@ fn owner(root: &Root, path: &str) -> (u32, u32) {
     (meta.uid(), meta.gid())
 }
 
+/// The text of the one QR code in the PNG image at `path` in the root.
+fn qr_code(root: &Root, path: &str) -> String {
+    let data = root.read(path);
+    let mut reader = png::Decoder::new(std::io::Cursor::new(data))
+        .read_info()
+        .unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Grayscale);
+    let (width, height) = (info.width as usize, info.height as usize);
+    let mut image =
+        rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| pixels[y * width + x]);
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in {path}");
+    grids[0].decode().unwrap().1
+}
+
 /// www-data is uid and gid 33 on Debian (base-passwd).
 const WWW_DATA: (u32, u32) = (33, 33);
 
@@ -52,6 +69,20 @@ fn deploy_and_check(root: &Root, body: &str, domain: &str) {
     assert_eq!(owner(root, "/var/www/html/index.html"), WWW_DATA);
     let robots = text(root, "/var/www/html/robots.txt");
     assert!(robots.ends_with("User-agent: *\nDisallow: /\n"), "{robots}");
+    let qr = format!("/var/www/html/qr-chatmail-invite-{domain}.png");
+    assert_eq!(
+        qr_code(root, &qr),
+        format!("DCACCOUNT:https://{domain}/new")
+    );
+    assert_eq!(owner(root, &qr), WWW_DATA);
+    if domain.starts_with('_') || domain.starts_with(|c: char| c.is_ascii_digit()) {
+        assert!(
+            index.contains("dclogin"),
+            "self-signed: the dclogin flow\n{index}"
+        );
+    } else {
+        assert!(index.contains(&format!("src=\"/qr-chatmail-invite-{domain}.png\"")));
+    }
     let autoconfig = text(
         root,
         "/var/www/html/.well-known/autoconfig/mail/config-v1.1.xml",
@@ -189,7 +220,7 @@ fn external_certificates_are_used_as_they_are() {
 
 #[test]
 #[ignore = "slow: root, a Debian 12 rootfs"]
-fn a_custom_www_folder_is_deployed_as_it_is_and_a_missing_one_stops_the_run() {
+fn custom_www_folders_are_deployed_as_they_are_or_built_from_markdown() {
     let root = installed_root("web-custom");
     let dir = tempfile::tempdir().unwrap();
     let www = dir.path().join("www");
@@ -232,16 +263,70 @@ fn a_custom_www_folder_is_deployed_as_it_is_and_a_missing_one_stops_the_run() {
         third.stdout
     );
 
+    // A folder that does not exist means no website, as upstream: the pages go.
     let missing = config_file(
         dir.path(),
         &format!("{UNDERSCORE}www_folder = /nonexistent/www\n"),
     );
-    let before = snapshot(&root.path);
     let run = root_deploy(&root, &missing, &[]);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "website: warning: www_folder: /nonexistent/www is not a directory: no web pages"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(!root.path.join("var/www/html/index.html").exists());
+    assert!(root.path.join("var/www/html/operator.txt").exists());
+
+    // A folder written in Markdown, as upstream's: built with the settings filled in.
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(site.join("src/img")).unwrap();
+    std::fs::write(
+        site.join("src/page-layout.html"),
+        "<title>{{ pagename }} at {{ config.mail_domain }}</title>\n{{ markdown_html }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        site.join("src/index.md"),
+        "# Hello\n\nAddresses have {{ username_min_length }} characters; TLS: \
+         {{ config.tls_cert_mode }}.\n",
+    )
+    .unwrap();
+    std::fs::write(site.join("src/img/x.svg"), "<svg/>").unwrap();
+    let markdown = config_file(dir.path(), &format!("{UNDERSCORE}www_folder = site\n"));
+    let run = root_deploy(&root, &markdown, &[]);
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(
+        text(&root, "/var/www/html/index.html"),
+        "<title>home at _chat.example.org</title>\n<h1>Hello</h1>\n\
+         <p>Addresses have nine characters; TLS: self.</p>\n\n"
+    );
+    assert_eq!(text(&root, "/var/www/html/img/x.svg"), "<svg/>");
+    assert!(!root.path.join("var/www/html/page-layout.html").exists());
+    assert!(!root.path.join("var/www/html/index.md").exists());
+    assert_eq!(
+        qr_code(
+            &root,
+            "/var/www/html/qr-chatmail-invite-_chat.example.org.png"
+        ),
+        "DCACCOUNT:https://_chat.example.org/new"
+    );
+    assert!(!site.join("build").exists(), "the folder stays untouched");
+
+    // An unresolved merge in a page stops the run before anything changes.
+    std::fs::write(
+        site.join("src/index.md"),
+        "# Hello\n<<<<<<< ours\nA\n=======\nB\n>>>>>>> theirs\n",
+    )
+    .unwrap();
+    let before = snapshot(&root.path);
+    let run = root_deploy(&root, &markdown, &[]);
     assert!(!run.ok);
     assert!(
         run.stderr
-            .contains("www_folder: /nonexistent/www is not a directory"),
+            .contains("src/index.md:2: an unresolved merge conflict"),
         "{}",
         run.stderr
     );

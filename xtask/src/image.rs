@@ -2,9 +2,9 @@
 //! podman) from a base image, with only `cmdeploy run --phase install` run inside.
 //!
 //! Layers, cheapest to change last: the Debian packages and our delay-free Dovecot (a
-//! `--packages-only` install run by a copy of cmdeploy that is refreshed only when the package
-//! list changes, with the `.deb` files of `cargo xtask dovecot`, so the layer is cached across
-//! code changes), then cmdeploy and the relay's programs (templates are inside
+//! `--packages-only` install run in a container by a copy of cmdeploy that is refreshed only
+//! when the package list changes, with the `.deb` files of `cargo xtask dovecot`, both mounted
+//! and committed as one layer kept by its key across code changes), then cmdeploy and the relay's programs (templates are inside
 //! cmdeploy; the iroh relay server of `cargo xtask iroh-relay` always among them) with the
 //! rest of the install phase, then the labels.
 
@@ -14,6 +14,8 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 use crate::dovecot::DEBS_ENV;
+use sha2::{Digest, Sha256};
+
 use crate::{bundle, check, iroh_relay, rootfs, workspace};
 
 /// The base image unless `--base` says otherwise.
@@ -151,9 +153,14 @@ pub fn build(options: &Options) -> Result<PathBuf> {
     if !bin.join(iroh_relay::NAME).exists() {
         iroh_relay::copy_to(&bin)?;
     }
-    refresh_packages_stage(&cmdeploy, &context.join("packages"))?;
-    stage_dovecot(&context.join("packages").join(DOVECOT_DEBS))?;
-    std::fs::write(context.join("Dockerfile"), dockerfile())?;
+    // The packages stage stays out of the build context: it is bind-mounted into the
+    // container that installs the packages, never copied into the image.
+    let stage = workspace().join("target/image/packages");
+    refresh_packages_stage(&cmdeploy, &stage)?;
+    stage_dovecot(&stage.join(DOVECOT_DEBS))?;
+    let _ = std::fs::remove_dir_all(context.join("packages"));
+    let packages = packages_image(&options.engine, &base, &stage)?;
+    std::fs::write(context.join("Dockerfile"), DOCKERFILE)?;
     let revision = revision();
     let labels = [
         format!(
@@ -163,7 +170,7 @@ pub fn build(options: &Options) -> Result<PathBuf> {
         format!("org.opencontainers.image.revision={revision}"),
         format!("org.opencontainers.image.source={}", source()),
     ];
-    let base = format!("BASE={base}");
+    let base = format!("BASE={packages}");
     let mut build = options
         .engine
         .command(&["build", "--tag", &options.tag, "--build-arg", &base]);
@@ -203,6 +210,86 @@ fn refresh_packages_stage(cmdeploy: &Path, stage: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Where the packages stage is mounted in the container that installs the packages.
+const STAGE_MOUNT: &str = "/usr/local/lib/cmdeploy-packages";
+
+/// The base with the Debian packages and the delay-free Dovecot installed: a `--packages-only`
+/// install run in a container of `base` with `stage` mounted read-only, then committed as one
+/// layer that holds what the packages installed and nothing of the stage. Tagged with the
+/// sha256 of the base image's id, the install script and the stage's files, so it is made again only when one of
+/// them changes (a component's package list, the Dovecot packages, the base).
+fn packages_image(engine: &Engine, base: &str, stage: &Path) -> Result<String> {
+    let id = engine
+        .command(&["image", "inspect", "--format", "{{.Id}}", base])
+        .output()
+        .with_context(|| format!("inspecting {base}"))?;
+    if !id.status.success() {
+        bail!("the base image {base} is not in the engine");
+    }
+    // The variable is set in the script, not on the container: a commit would keep it.
+    let script = format!(
+        "{DEBS_ENV}={STAGE_MOUNT}/{DOVECOT_DEBS} {STAGE_MOUNT}/cmdeploy run --ssh-host @local \\
+         --phase install --packages-only --config /nonexistent \\
+         && rm -rf /var/cache/cmdeploy/debs /var/lib/apt/lists/* /var/cache/apt/*.bin \\
+         && rm -f {PACKAGE_KEYS}"
+    );
+    let mut hasher = Sha256::new();
+    hasher.update(&id.stdout);
+    hasher.update(script.as_bytes());
+    let mut files = vec![stage.join("cmdeploy"), stage.join("packages.txt")];
+    let mut debs: Vec<PathBuf> = std::fs::read_dir(stage.join(DOVECOT_DEBS))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    debs.sort();
+    files.extend(debs);
+    for file in &files {
+        hasher.update(
+            file.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
+        let mut reader =
+            std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+        std::io::copy(&mut reader, &mut hasher)?;
+    }
+    let key: String = hasher.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let tag = format!("{PACKAGES_IMAGE}:{key}");
+    if engine.has_image(&tag)? {
+        return Ok(tag);
+    }
+    let container = "cmdeploy-packages-build";
+    let _ = engine.command(&["rm", "--force", container]).output();
+    let mount = format!("{}:{STAGE_MOUNT}:ro", stage.display());
+    // The host's network: engines started without a bridge (as the tests' is) have no other
+    // way to the Debian mirror.
+    let mut run = engine.command(&[
+        "run",
+        "--name",
+        container,
+        "--network",
+        "host",
+        "--volume",
+        &mount,
+        "--entrypoint",
+        "sh",
+        base,
+        "-c",
+        &script,
+    ]);
+    let installed = check(&mut run).context("installing the packages");
+    let committed = installed.and_then(|()| {
+        check(&mut engine.command(&["commit", container, &tag])).context("committing the packages")
+    });
+    let _ = engine.command(&["rm", "--force", container]).output();
+    committed.map(|()| tag)
+}
+
+/// The repository of the packages images ([`packages_image`]).
+const PACKAGES_IMAGE: &str = "localhost/cmdeploy-packages";
+
 /// The directory of the packages stage holding the delay-free Dovecot's `.deb` files.
 const DOVECOT_DEBS: &str = "dovecot-debs";
 
@@ -231,33 +318,20 @@ const PACKAGE_KEYS: &str = "/etc/ssl/private/ssl-cert-snakeoil.key \\
     /etc/ssl/certs/ssl-cert-snakeoil.pem /etc/dovecot/private/dovecot.key \\
     /etc/dovecot/private/dovecot.pem";
 
-/// The Dockerfile: packages first, programs next (copied straight to where install puts
-/// them, so install finds them in place and the image holds one copy).
-fn dockerfile() -> String {
-    format!(
-    "\
-# Written by `cargo xtask image`.
+/// The Dockerfile: the programs copied straight to where install puts them (so install
+/// finds them in place and the image holds one copy), then the rest of install: users,
+/// directories, deployment-independent files. Changes with every code change, quickly.
+const DOCKERFILE: &str = "\
+# Written by `cargo xtask image`. BASE: the base with the Debian packages and the delay-free
+# Dovecot installed (one layer, made in a container with the packages mounted, then committed).
 ARG BASE
-FROM ${{BASE}}
+FROM ${BASE}
 ENV CHATMAIL_INI=/etc/chatmail/chatmail.ini
-# 1. Debian packages and the delay-free Dovecot only: rebuilt only when a component's
-#    package list or those packages change.
-COPY packages/ /usr/local/lib/cmdeploy-packages/
-RUN {DEBS_ENV}=/usr/local/lib/cmdeploy-packages/{DOVECOT_DEBS} \\
-        /usr/local/lib/cmdeploy-packages/cmdeploy run --ssh-host @local --phase install \\
-        --packages-only --config /nonexistent \\
-    && rm -rf /usr/local/lib/cmdeploy-packages /var/cache/cmdeploy/debs /var/lib/apt/lists/* \\
-        /var/cache/apt/*.bin \\
-    && rm -f {PACKAGE_KEYS}
-# 2. cmdeploy (templates inside) and the relay's programs, then the rest of install: users,
-#    directories, deployment-independent files. Changes with every code change, quickly.
 COPY bin/ /usr/local/bin/
 RUN [\"cmdeploy\", \"run\", \"--ssh-host\", \"@local\", \"--phase\", \"install\", \"--config\", \"/nonexistent\"]
 ENTRYPOINT [\"cmdeploy\", \"container\"]
 CMD [\"--help\"]
-"
-    )
-}
+";
 
 /// The source revision (`git rev-parse HEAD`), or `unknown` outside a checkout.
 fn revision() -> String {

@@ -1,16 +1,24 @@
-//! `website`: the relay's web pages under `/var/www/html`. `www_folder` empty: built-in pages
-//! made from the settings (how to get an account, the limits, the privacy contacts) and a
-//! `robots.txt` that turns crawlers away;
-//! `www_folder = disabled`: no website; otherwise: the files of that folder, as they are.
+//! `website`: the relay's web pages under `/var/www/html`, from one of four sources:
+//! - `www_folder` empty: built-in pages made from the settings (how to get an account, the
+//!   limits, the privacy contacts), the invite QR code and a `robots.txt` that turns crawlers
+//!   away;
+//! - a folder with `src/index.md`: its Markdown pages built as upstream builds them
+//!   ([`markdown`]), plus the invite QR code;
+//! - any other folder: its files as they are;
+//! - `disabled`, or a folder that does not exist (as upstream): no website.
+
+mod markdown;
+mod qr;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use chatmail_core::config::Config;
 use chatmail_core::plan::Owner;
 use chatmail_core::{Component, Configure, Install, register};
 use include_dir::{Dir, include_dir};
+use serde::Serialize;
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templates/website");
 
@@ -35,6 +43,11 @@ pub struct Website;
 enum Source {
     BuiltIn,
     Disabled,
+    /// A `www_folder` that is not a directory.
+    Missing(PathBuf),
+    /// The `src` directory of a `www_folder` written in Markdown.
+    Markdown(PathBuf),
+    /// A `www_folder` of finished files.
     Folder(PathBuf),
 }
 
@@ -46,10 +59,25 @@ impl Source {
             "disabled" => Source::Disabled,
             folder => {
                 let base = config.origin.parent().unwrap_or(Path::new(""));
-                Source::Folder(base.join(folder))
+                let folder = base.join(folder);
+                let src = folder.join("src");
+                if !folder.is_dir() {
+                    Source::Missing(folder)
+                } else if src.join("index.md").is_file() {
+                    Source::Markdown(src)
+                } else {
+                    Source::Folder(folder)
+                }
             }
         }
     }
+}
+
+/// What the built-in pages see besides the settings.
+#[derive(Serialize)]
+struct Vars {
+    /// The invite QR code's file name.
+    qr: String,
 }
 
 impl Component for Website {
@@ -70,51 +98,92 @@ impl Component for Website {
         Ok(())
     }
 
-    /// Pages are static: a change restarts nothing. Files that were deployed earlier but are
-    /// no longer in the source stay (see ARCHITECTURE.md).
+    /// Pages are static: a change restarts nothing. Pages a run no longer declares are
+    /// removed (the manifest); files someone else put there stay.
     fn configure(&self, configure: &mut Configure<'_>) -> Result<()> {
-        match Source::of(configure.config) {
-            Source::Disabled => configure.warn(
-                "www_folder = disabled: no web pages are deployed (earlier ones stay in /var/www/html)",
-            ),
+        let config = configure.config;
+        let qr = qr::file_name(&config.mail_domain_bare);
+        match Source::of(config) {
+            Source::Disabled => configure.warn("www_folder = disabled: no web pages are deployed"),
+            Source::Missing(folder) => configure.warn(&format!(
+                "www_folder: {} is not a directory: no web pages are deployed (use `disabled` \
+                 to say so, or leave it empty for the built-in pages)",
+                folder.display()
+            )),
             Source::BuiltIn => {
                 for (template, page) in PAGES {
+                    let vars = Vars { qr: qr.clone() };
                     configure
-                        .template(format!("{WEBROOT}/{page}"), template, ())?
+                        .template(format!("{WEBROOT}/{page}"), template, vars)?
                         .owner("www-data", "www-data")
                         .restarts(&[]);
                 }
+                publish(
+                    configure,
+                    BTreeMap::from([(qr.into(), invite_png(config)?)]),
+                );
+            }
+            Source::Markdown(src) => {
+                let files = walk(&src)?;
+                markdown::check_conflicts(&src, &files)?;
+                let mut site = markdown::build(&src, &files, &markdown_vars(config))?;
+                site.insert(qr.into(), invite_png(config)?);
+                publish(configure, site);
             }
             Source::Folder(folder) => {
-                let (dirs, files) = walk(&folder)?;
-                for dir in dirs {
-                    let owner = Owner::new("www-data", "www-data");
-                    configure.dir(Path::new(WEBROOT).join(dir), owner, 0o755);
-                }
-                for (relative, content) in files {
-                    configure
-                        .file(Path::new(WEBROOT).join(relative), content)
-                        .owner("www-data", "www-data")
-                        .restarts(&[]);
-                }
+                let files = walk(&folder)?;
+                publish(configure, files);
             }
         }
         Ok(())
     }
 }
 
-/// Subdirectories and files (with content) of `folder`, relative to it, in sorted order.
-/// Hidden entries (`.git`, editor files) are left out, except `.well-known`.
-#[allow(clippy::type_complexity)]
-fn walk(folder: &Path) -> Result<(Vec<PathBuf>, BTreeMap<PathBuf, Vec<u8>>)> {
-    if !folder.is_dir() {
-        bail!(
-            "www_folder: {} is not a directory (use `disabled` for no website, or leave it \
-             empty for the built-in pages)",
-            folder.display()
-        );
+/// Declares `site` (relative path to content) under the web root, with the directories
+/// it needs, all owned by www-data.
+fn publish(configure: &mut Configure<'_>, site: BTreeMap<PathBuf, Vec<u8>>) {
+    let mut dirs: Vec<&Path> = site
+        .keys()
+        .flat_map(|path| path.ancestors().skip(1))
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs {
+        let owner = Owner::new("www-data", "www-data");
+        configure.dir(Path::new(WEBROOT).join(dir), owner, 0o755);
     }
-    let mut dirs = Vec::new();
+    for (relative, content) in site {
+        configure
+            .file(Path::new(WEBROOT).join(relative), content)
+            .owner("www-data", "www-data")
+            .restarts(&[]);
+    }
+}
+
+/// The invite QR code of the relay.
+fn invite_png(config: &Config) -> Result<Vec<u8>> {
+    qr::png(&qr::invite_link(&config.mail_domain_bare))
+}
+
+/// The settings as upstream's website templates name them.
+fn markdown_vars(config: &Config) -> markdown::Vars {
+    markdown::Vars {
+        config: minijinja::context! {
+            tls_cert_mode => config.tls.mode.as_str(),
+            webdev => false,
+            ..minijinja::Value::from_serialize(config)
+        },
+        username_min_length: config.username_min_length,
+        username_max_length: config.username_max_length,
+        password_min_length: config.password_min_length,
+    }
+}
+
+/// The files (with content) under `folder`, by path relative to it. Hidden entries (`.git`,
+/// editor files) are left out, except `.well-known`; symbolic links are followed, as a web
+/// server would.
+fn walk(folder: &Path) -> Result<BTreeMap<PathBuf, Vec<u8>>> {
     let mut files = BTreeMap::new();
     let mut pending = vec![PathBuf::new()];
     while let Some(relative) = pending.pop() {
@@ -129,11 +198,9 @@ fn walk(folder: &Path) -> Result<(Vec<PathBuf>, BTreeMap<PathBuf, Vec<u8>>)> {
             }
             let path = entry.path();
             let inner = relative.join(&name);
-            // Symbolic links are followed, as a web server would.
             let meta =
                 std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
             if meta.is_dir() {
-                dirs.push(inner.clone());
                 pending.push(inner);
             } else if meta.is_file() {
                 let content =
@@ -142,8 +209,7 @@ fn walk(folder: &Path) -> Result<(Vec<PathBuf>, BTreeMap<PathBuf, Vec<u8>>)> {
             }
         }
     }
-    dirs.sort();
-    Ok((dirs, files))
+    Ok(files)
 }
 
 register!(Website);
@@ -155,7 +221,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn walk_lists_files_and_dirs_and_skips_hidden_ones() {
+    fn walk_lists_files_and_skips_hidden_ones() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("img/icons")).unwrap();
         std::fs::create_dir_all(dir.path().join(".git")).unwrap();
@@ -164,15 +230,7 @@ mod tests {
         std::fs::write(dir.path().join("img/icons/a.png"), [0u8, 1, 2]).unwrap();
         std::fs::write(dir.path().join(".git/HEAD"), "x").unwrap();
         std::fs::write(dir.path().join(".well-known/security.txt"), "s").unwrap();
-        let (dirs, files) = walk(dir.path()).unwrap();
-        assert_eq!(
-            dirs,
-            [
-                PathBuf::from(".well-known"),
-                "img".into(),
-                "img/icons".into()
-            ]
-        );
+        let files = walk(dir.path()).unwrap();
         let names: Vec<&Path> = files.keys().map(PathBuf::as_path).collect();
         assert_eq!(
             names,
@@ -186,11 +244,20 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_folder_is_a_clear_error() {
-        let err = walk(Path::new("/nonexistent/www")).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("/nonexistent/www is not a directory")
-        );
+    fn the_folder_decides_the_source_as_upstream() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = |www_folder: &str| {
+            let text =
+                format!("[params]\nmail_domain = chat.example.org\nwww_folder = {www_folder}\n");
+            let config = Config::parse(&text, &dir.path().join("chatmail.ini"), &|_| None).unwrap();
+            Source::of(&config)
+        };
+        assert_eq!(source(""), Source::BuiltIn);
+        assert_eq!(source("disabled"), Source::Disabled);
+        assert_eq!(source("www"), Source::Missing(dir.path().join("www")));
+        std::fs::create_dir_all(dir.path().join("www/src")).unwrap();
+        assert_eq!(source("www"), Source::Folder(dir.path().join("www")));
+        std::fs::write(dir.path().join("www/src/index.md"), "# hi").unwrap();
+        assert_eq!(source("www"), Source::Markdown(dir.path().join("www/src")));
     }
 }
