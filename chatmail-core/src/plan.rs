@@ -275,6 +275,10 @@ pub struct Foreground {
     /// Commands run in order after configure and before `argv` (e.g. copying files into a
     /// chroot, creating a pid directory that systemd would make on a host).
     pub before: Vec<Vec<String>>,
+    /// Commands that prepare what the daemon finds in its volumes (e.g. Postfix's chroot in
+    /// its spool), run once by the `init` container after configure, not at each start of
+    /// the daemon's own container.
+    pub prepare: Vec<Vec<String>>,
     /// How the compose health check tells that the daemon is healthy.
     pub health: Option<Probe>,
     /// Linux capabilities (`NET_BIND_SERVICE`, ...) the daemon needs beyond those every
@@ -387,6 +391,7 @@ impl Service {
         self.container = Some(Foreground {
             argv: owned(argv),
             before: Vec::new(),
+            prepare: Vec::new(),
             health: None,
             capabilities: Vec::new(),
         });
@@ -407,6 +412,14 @@ impl Service {
     /// [`foreground`](Self::foreground) first.
     pub fn before(mut self, argv: &[&str]) -> Self {
         self.foreground_mut().before.push(owned(argv));
+        self
+    }
+
+    /// In a container, `argv` prepares the daemon's volumes once, run by `init` after
+    /// configure (the daemon's container starts after it); needs
+    /// [`foreground`](Self::foreground) first.
+    pub fn prepare(mut self, argv: &[&str]) -> Self {
+        self.foreground_mut().prepare.push(owned(argv));
         self
     }
 
@@ -1057,6 +1070,7 @@ mod tests {
         let service = Service::running("postfix.service")
             .foreground(&["postfix", "start-fg"])
             .before(&["/usr/lib/postfix/configure-instance.sh"])
+            .prepare(&["postfix", "set-permissions"])
             .health(&["postfix", "status"])
             .capabilities(&["NET_BIND_SERVICE"]);
         assert_eq!(
@@ -1064,6 +1078,7 @@ mod tests {
             Some(Foreground {
                 argv: owned(&["postfix", "start-fg"]),
                 before: vec![owned(&["/usr/lib/postfix/configure-instance.sh"])],
+                prepare: vec![owned(&["postfix", "set-permissions"])],
                 health: Some(Probe::Command(owned(&["postfix", "status"]))),
                 capabilities: owned(&["NET_BIND_SERVICE"]),
             })

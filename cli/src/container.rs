@@ -45,7 +45,8 @@ pub struct Args {
 
 /// What a container runs after configure.
 enum Role {
-    Init,
+    /// With every daemon's commands that prepare its volumes.
+    Init(Vec<Vec<String>>),
     Cron(Vec<Job>),
     Daemon(Foreground),
 }
@@ -319,7 +320,10 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<()> {
     let plans = plan(&registry, &config, args.templates.as_deref())?;
     let daemons = daemons(&plans);
     let (role, own): (Role, Vec<&str>) = match args.service.as_str() {
-        INIT => (Role::Init, registry.names()),
+        INIT => {
+            let prepare = daemons.iter().flat_map(|d| d.foreground.prepare.clone());
+            (Role::Init(prepare.collect()), registry.names())
+        }
         CRON => {
             let jobs = jobs(&plans);
             let own = jobs.iter().map(|(component, _)| *component).collect();
@@ -356,17 +360,33 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<()> {
     for dir in &tmpfs {
         seed(dir)?;
     }
-    let plans: Vec<Planned> = plans
+    let init = matches!(role, Role::Init(_));
+    let mut plans: Vec<Planned> = plans
         .into_iter()
         .filter(|p| own.contains(&p.component))
         .collect();
+    if !init {
+        // init validated these very files (same image, settings and environment) before any
+        // other container started, and a fresh container has no live file that a failed
+        // validation would protect: the daemon's own start is the check.
+        for configure in plans.iter_mut().filter_map(|p| p.configure.as_mut()) {
+            configure.validators.clear();
+        }
+    }
     // Only init takes the run lock: it makes the secrets, and every other container starts
     // after it succeeded, so they find them made and configure side by side.
-    let lock = matches!(role, Role::Init);
+    let lock = init;
     configure(&target, &facts, &plans, lock, verbose)
         .with_context(|| format!("configuring the {} container", args.service))?;
     match role {
-        Role::Init => Ok(()),
+        Role::Init(prepare) => {
+            for argv in &prepare {
+                target
+                    .run(argv, &[])
+                    .with_context(|| format!("preparing the volumes: {}", shell_words(argv)))?;
+            }
+            Ok(())
+        }
         Role::Cron(jobs) => {
             let jobs: Vec<&Job> = jobs.iter().collect();
             std::fs::write(CRONTAB, crontab(&jobs)?)
