@@ -378,9 +378,16 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<()> {
     let lock = init;
     configure(&target, &facts, &plans, lock, verbose)
         .with_context(|| format!("configuring the {} container", args.service))?;
+    // Just written, but read at once by the daemon (Postfix would wait for them to "cool
+    // down"): nothing here reads their times.
+    let written = plans.iter().filter_map(|p| p.configure.as_ref());
+    for file in written.flat_map(|c| &c.files) {
+        chatmail_core::backdate(&file.path)?;
+    }
     match role {
         Role::Init(prepare) => {
             for argv in &prepare {
+                println!("{}: prepare {}", args.service, shell_words(argv));
                 target
                     .run(argv, &[])
                     .with_context(|| format!("preparing the volumes: {}", shell_words(argv)))?;
