@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use chatmail_core::engine::Planned;
+use chatmail_core::plan::VolumeKind;
 use sha2::{Digest, Sha256};
 
 /// The volume holding the record (mounted by init alone).
@@ -57,16 +58,25 @@ impl Stamp {
         Path::new(DIR).join("succeeded")
     }
 
-    /// Whether init last succeeded with this digest and every secret the plans make once is
-    /// still there. False without the volume (a compose file of an earlier release).
+    /// Whether init last succeeded with this digest and every secret the plans make once in
+    /// a state volume is still there (the others, such as links to them, live in each
+    /// container's own layer, made by each container that configures their component). False
+    /// without the volume (a compose file of an earlier release).
     pub fn done(&self, plans: &[Planned]) -> bool {
         let recorded = std::fs::read_to_string(Self::path()).unwrap_or_default();
-        let secrets = plans
+        let kept: Vec<&Path> = plans
+            .iter()
+            .flat_map(|p| p.activate.iter().flat_map(|a| &a.volumes))
+            .filter(|v| matches!(v.kind, VolumeKind::State | VolumeKind::Secret))
+            .map(|v| v.path.as_path())
+            .collect();
+        let mut secrets = plans
             .iter()
             .filter_map(|p| p.configure.as_ref())
             .flat_map(|c| &c.generates)
-            .filter_map(|g| g.creates.first());
-        recorded.trim() == self.0 && secrets.into_iter().all(|secret| secret.exists())
+            .filter_map(|g| g.creates.first())
+            .filter(|secret| kept.iter().any(|volume| secret.starts_with(volume)));
+        recorded.trim() == self.0 && secrets.all(|secret| secret.exists())
     }
 
     /// Records a success (atomically), where the volume is mounted.

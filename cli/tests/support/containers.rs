@@ -183,7 +183,7 @@ impl Project {
         ok(self.compose(&["up", "-d"]));
         let deadline = start + Duration::from_secs(180);
         loop {
-            let format = "{{.Id}} {{.Name}} {{.State.Status}} {{.State.ExitCode}} \
+            let format = "{{.Name}} {{.State.Status}} {{.State.ExitCode}} \
                           {{if .State.Health}}{{.State.Health.Status}}{{end}}";
             let states = self.inspect(format);
             let mut ready = true;
@@ -191,10 +191,11 @@ impl Project {
             for state in &states {
                 let words: Vec<&str> = state.split_whitespace().collect();
                 match words[..] {
-                    [_, name, "exited", "0"] if name.contains("_init_") => {}
-                    [_, _, "running", _] | [_, _, "running", _, "healthy"] => {}
-                    [id, _, "running", _, _] if self.run_health_checks => {
-                        checks.push(self.engine.command(&["healthcheck", "run", id]).spawn());
+                    [name, "exited", "0"] if name.contains("_init_") => {}
+                    [_, "running", _] | [_, "running", _, "healthy"] => {}
+                    [name, "running", _, _] if self.run_health_checks => {
+                        let name = name.trim_start_matches('/');
+                        checks.push(self.engine.command(&["healthcheck", "run", name]).spawn());
                         ready = false;
                     }
                     _ => ready = false,
