@@ -180,6 +180,7 @@ impl Project {
     /// where it has a health check, healthy; returns the time that took.
     pub fn up_healthy(&self) -> Duration {
         let start = Instant::now();
+        let wall = seconds_of_day(std::time::SystemTime::now());
         ok(self.compose(&["up", "-d"]));
         let deadline = start + Duration::from_secs(180);
         loop {
@@ -205,7 +206,9 @@ impl Project {
                 let _ = check.unwrap().wait();
             }
             if states.len() > 2 && ready {
-                return start.elapsed();
+                let elapsed = start.elapsed();
+                self.print_timeline(wall);
+                return elapsed;
             }
             assert!(
                 Instant::now() < deadline,
@@ -214,6 +217,27 @@ impl Project {
                 text(&self.compose(&["logs", "--tail", "30"]).output().unwrap())
             );
             std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Where the time went: for each container, seconds after `up -d` (`wall`, seconds of the
+    /// day) at which it started, exited (init) and first passed its health check.
+    fn print_timeline(&self, wall: f64) {
+        let format = "{{.Name}} {{json .State.StartedAt}} {{json .State.FinishedAt}} \
+                      {{if .State.Health}}{{range .State.Health.Log}}{{.ExitCode}}@{{json .Start}} {{end}}{{end}}";
+        let at = |stamp: &str| stamp_seconds(stamp).map(|s| format!("{:5.1}", s - wall));
+        for line in self.inspect(format) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let [name, started, finished, checks @ ..] = &words[..] else {
+                continue;
+            };
+            let passed = checks.iter().find_map(|c| c.strip_prefix("0@"));
+            eprintln!(
+                "  {name:40} started {} exited {} healthy {}",
+                at(started).unwrap_or_default(),
+                at(finished).unwrap_or("    -".into()),
+                passed.and_then(at).unwrap_or("    -".into()),
+            );
         }
     }
 
@@ -259,4 +283,26 @@ impl Drop for Project {
     fn drop(&mut self) {
         let _ = self.compose(&["down", "--volumes"]).output();
     }
+}
+
+/// Seconds since midnight UTC of `time`.
+fn seconds_of_day(time: std::time::SystemTime) -> f64 {
+    let since = time.duration_since(std::time::UNIX_EPOCH).unwrap();
+    since.as_secs_f64() % 86_400.0
+}
+
+/// Seconds since midnight of an engine's `2026-12-04T08:06:07.123456789Z` (quoted or not);
+/// `None` for the zero time of a container that has not exited.
+fn stamp_seconds(stamp: &str) -> Option<f64> {
+    let stamp = stamp.trim_matches('"');
+    if stamp.starts_with("0001-") {
+        return None;
+    }
+    let time = stamp.split_once('T')?.1.trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let (hours, minutes, seconds) = (parts.next()?, parts.next()?, parts.next()?);
+    let hours: f64 = hours.parse().ok()?;
+    let minutes: f64 = minutes.parse().ok()?;
+    let seconds: f64 = seconds.parse().ok()?;
+    Some(hours * 3600.0 + minutes * 60.0 + seconds)
 }
