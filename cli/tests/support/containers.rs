@@ -241,6 +241,79 @@ impl Project {
         }
     }
 
+    /// Every container drops all capabilities but those it declares (what the engine shows
+    /// with the template `caps`, which `dropped_all` judges), gains no privileges, runs on a
+    /// read-only root, and mounts only its component's volumes and those of the components it
+    /// uses, the secrets only where they are used.
+    pub fn assert_least_privilege(&self, caps: &str, dropped_all: impl Fn(&str) -> bool) {
+        let rest = "{{json .HostConfig.SecurityOpt}} {{.HostConfig.ReadonlyRootfs}} \
+                    {{range .Mounts}}{{.Name}},{{end}}";
+        let format = ["{{.Name}}", caps, rest].join(" ");
+        let containers = self.inspect(&format);
+        // Volume name (after the project's prefix; the mailboxes' is followed by the domain) and
+        // the services allowed to mount it.
+        let chatmaild: &[&str] = &[
+            "init",
+            "dovecot",
+            "doveauth",
+            "lastlogin",
+            "chatmail-metadata",
+            "cron",
+        ];
+        let allowed: [(&str, &[&str]); 7] = [
+            ("etc-dkimkeys", &["init", "opendkim"]),
+            ("etc-chatmail-turn", &["init", "turnserver"]),
+            ("home-vmail-mail-", chatmaild),
+            ("run-doveauth", chatmaild),
+            ("run-chatmail-metadata", chatmaild),
+            ("var-spool-postfix", &["init", "postfix", "dovecot"]),
+            (
+                "var-spool-postfix-opendkim",
+                &["init", "postfix", "opendkim"],
+            ),
+        ];
+        let mut seen = Vec::new();
+        for line in &containers {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let [name, caps, security, read_only, mounts] = words[..] else {
+                panic!("unexpected inspect line {line:?}");
+            };
+            // `relay_opendkim_1` (docker: `/relay_opendkim_1`): the service between the project
+            // and the number.
+            let service = name.split_once('_').unwrap().1.rsplit_once('_').unwrap().0;
+            seen.push(service.to_owned());
+            assert!(dropped_all(caps), "{line}");
+            // docker: `no-new-privileges:true`; podman: `no-new-privileges`.
+            assert!(security.contains("no-new-privileges"), "{line}");
+            assert_eq!(read_only, "true", "{line}");
+            let volumes = mounts
+                .split(',')
+                .filter_map(|m| m.split_once('_').map(|(_, v)| v));
+            for volume in volumes {
+                let rule = allowed
+                    .iter()
+                    .find(|(v, _)| volume == *v || (v.ends_with('-') && volume.starts_with(v)));
+                if let Some((_, services)) = rule {
+                    assert!(services.contains(&service), "{service} mounts {volume}");
+                }
+            }
+        }
+        for service in [
+            "opendkim",
+            "filtermail",
+            "filtermail-incoming",
+            "fcgiwrap",
+            "nginx",
+        ] {
+            assert!(
+                seen.iter().any(|s| s == service),
+                "no {service} in {seen:?}"
+            );
+        }
+        let nginx = containers.iter().find(|l| l.contains("_nginx_")).unwrap();
+        assert!(nginx.contains("var-lib-chatmail-tls"), "{nginx}");
+    }
+
     /// `stop`: every container stops on SIGTERM, none is killed when the grace period ends;
     /// returns the time it took.
     pub fn stop(&self) -> Duration {
