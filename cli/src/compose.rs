@@ -13,6 +13,7 @@ use chatmail_core::plan::{Probe, VolumeKind};
 use chatmail_core::{RUN_LOCK_DIR, Registry};
 
 use crate::container::{self, CRON, INIT, Scope};
+use crate::init_stamp;
 
 /// Where the image expects the settings file (its `CHATMAIL_INI`).
 pub const IMAGE_INI: &str = "/etc/chatmail/chatmail.ini";
@@ -111,13 +112,23 @@ fn render(
         out,
         "# The chatmail relay {domain} in containers: written by `cmdeploy compose` from the\n\
          # component registry. Keep it beside {ini_name}; after changing the settings or\n\
-         # upgrading the image, write it again and run `docker-compose up -d`.\n\
+         # upgrading the image, write it again and run `docker-compose up -d`\n\
+         # (or `podman-compose up -d`).\n\
          version: \"3.9\"\n\
          services:"
     )?;
     let all_scope = Scope::of(registry, plans, &registry.names())?;
     let mut init_mounts = mounts(&all_scope);
     init_mounts.push(format!("{lock}:{RUN_LOCK_DIR}"));
+    let stamp = volume_name(Path::new(init_stamp::DIR));
+    volumes.insert(
+        stamp.clone(),
+        Volume {
+            kind: VolumeKind::State,
+            why: "init's record of its last success (settings, environment, image)".into(),
+        },
+    );
+    init_mounts.push(format!("{stamp}:{}", init_stamp::DIR));
     let init_tmpfs = container::writable(INIT, &all_scope, plans);
     // init validates every component's configuration (`nginx -t` binds its ports): it keeps
     // every capability a daemon declares.

@@ -13,7 +13,7 @@ use chatmail_core::engine::{self, Engine, Phases, Planned};
 use chatmail_core::plan::{Foreground, Job, Volume, VolumeKind};
 use chatmail_core::{Facts, Registry, RunLock, Target, Templates, shell_words};
 
-use crate::progress;
+use crate::{init_stamp, progress};
 
 /// The one-shot service that configures the shared volumes before any daemon starts.
 pub const INIT: &str = "init";
@@ -21,12 +21,16 @@ pub const INIT: &str = "init";
 pub const CRON: &str = "cron";
 /// The Linux capabilities every container keeps: the entrypoint's configure sets owners and
 /// modes of files it may not own (`CHOWN`, `DAC_OVERRIDE`, `FOWNER`, `FSETID`), and drops to a
-/// service user with `setpriv` (`SETUID`, `SETGID`). A daemon declares what it needs beyond.
-pub const ENTRYPOINT_CAPABILITIES: [&str; 6] = [
+/// service user with `setpriv` (`SETUID`, `SETGID`); the container's init process (`init:
+/// true`; podman's catatonit) forwards the stop signal to that user's daemon (`KILL`: without
+/// it podman kills the daemon when the grace period ends). A daemon declares what it needs
+/// beyond.
+pub const ENTRYPOINT_CAPABILITIES: [&str; 7] = [
     "CHOWN",
     "DAC_OVERRIDE",
     "FOWNER",
     "FSETID",
+    "KILL",
     "SETGID",
     "SETUID",
 ];
@@ -373,6 +377,16 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<()> {
             configure.validators.clear();
         }
     }
+    // init with the settings, environment and image of its last success has nothing to do
+    // (template overrides are not part of the record: with them it always configures).
+    let stamp = match role {
+        Role::Init(_) if args.templates.is_none() => Some(init_stamp::Stamp::of(config_path)?),
+        _ => None,
+    };
+    if stamp.as_ref().is_some_and(|stamp| stamp.done(&plans)) {
+        println!("init: configured with these settings and this image already, secrets in place");
+        return Ok(());
+    }
     // Only init takes the run lock: it makes the secrets, and every other container starts
     // after it succeeded, so they find them made and configure side by side.
     let lock = init;
@@ -392,7 +406,7 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<()> {
                     .run(argv, &[])
                     .with_context(|| format!("preparing the volumes: {}", shell_words(argv)))?;
             }
-            Ok(())
+            stamp.map_or(Ok(()), |stamp| stamp.record())
         }
         Role::Cron(jobs) => {
             let jobs: Vec<&Job> = jobs.iter().collect();
