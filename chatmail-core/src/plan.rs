@@ -279,6 +279,8 @@ pub struct Foreground {
     /// its spool), run once by the `init` container after configure, not at each start of
     /// the daemon's own container.
     pub prepare: Vec<Vec<String>>,
+    /// The signal that stops the daemon at once, when not SIGTERM (the engine's default).
+    pub stop_signal: Option<String>,
     /// How the compose health check tells that the daemon is healthy.
     pub health: Option<Probe>,
     /// Linux capabilities (`NET_BIND_SERVICE`, ...) the daemon needs beyond those every
@@ -392,6 +394,7 @@ impl Service {
             argv: owned(argv),
             before: Vec::new(),
             prepare: Vec::new(),
+            stop_signal: None,
             health: None,
             capabilities: Vec::new(),
         });
@@ -420,6 +423,13 @@ impl Service {
     /// [`foreground`](Self::foreground) first.
     pub fn prepare(mut self, argv: &[&str]) -> Self {
         self.foreground_mut().prepare.push(owned(argv));
+        self
+    }
+
+    /// In a container, `signal` (`SIGINT`, ...) stops the daemon instead of SIGTERM; needs
+    /// [`foreground`](Self::foreground) first.
+    pub fn stop_signal(mut self, signal: &str) -> Self {
+        self.foreground_mut().stop_signal = Some(signal.to_owned());
         self
     }
 
@@ -1079,6 +1089,7 @@ mod tests {
                 argv: owned(&["postfix", "start-fg"]),
                 before: vec![owned(&["/usr/lib/postfix/configure-instance.sh"])],
                 prepare: vec![owned(&["postfix", "set-permissions"])],
+                stop_signal: None,
                 health: Some(Probe::Command(owned(&["postfix", "status"]))),
                 capabilities: owned(&["NET_BIND_SERVICE"]),
             })
