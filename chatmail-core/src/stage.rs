@@ -1,5 +1,7 @@
 //! Staged copies of a component's planned files, where its validators check them before any
-//! live file is replaced.
+//! live file is replaced. Every staged file is written settled (`files::write_settled`): the
+//! copies are complete when they appear, and a validator that waits for fresh files to
+//! settle (`postconf`) need not.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,14 +40,14 @@ impl<'t> Stage<'t> {
             mode: 0o644,
         };
         if let Some(content) = planned.get(input) {
-            files::write_atomic(&host, content, root)?;
+            files::write_settled(&host, content, root)?;
             return Ok(staged);
         }
         let live = self.target.path(input);
         if live.is_file() {
             let content =
                 std::fs::read(&live).with_context(|| format!("reading {}", live.display()))?;
-            files::write_atomic(&host, &content, root)?;
+            files::write_settled(&host, &content, root)?;
             return Ok(staged);
         }
         if !live.is_dir() {
@@ -66,13 +68,13 @@ impl<'t> Stage<'t> {
             }
             let content = std::fs::read(entry.path())
                 .with_context(|| format!("reading {}", entry.path().display()))?;
-            files::write_atomic(&host.join(&name), &content, root)?;
+            files::write_settled(&host.join(&name), &content, root)?;
         }
         for (path, content) in planned {
             if path.parent() == Some(input)
                 && let Some(name) = path.file_name()
             {
-                files::write_atomic(&host.join(name), content, root)?;
+                files::write_settled(&host.join(name), content, root)?;
             }
         }
         Ok(staged)
