@@ -1006,8 +1006,8 @@ impl<'t> Engine<'t> {
         }
         // Stops and unit-file edits first, then the one `daemon-reload` that shows systemd the
         // changed unit files and links together, then what runs units with them.
-        let edited = self.units(&actions, |verb| !verb.runs_unit())?;
-        if edited || self.pending.contains(&Owed::DaemonReload) {
+        self.units(&actions, |verb| !verb.runs_unit())?;
+        if self.pending.contains(&Owed::DaemonReload) {
             self.daemon_reload()?;
         }
         self.units(&actions, Verb::runs_unit)?;
@@ -1028,18 +1028,21 @@ impl<'t> Engine<'t> {
     }
 
     /// Applies the `actions` of the verbs `which` selects, one `systemctl` call per verb
-    /// (systemd runs the jobs of a call in parallel); true if a unit file was edited.
+    /// (systemd runs the jobs of a call in parallel); an edit of unit files owes the
+    /// `daemon-reload` it leaves out.
     fn units(
         &mut self,
         actions: &[(&str, Verb, &str)],
         which: impl Fn(Verb) -> bool,
-    ) -> Result<bool> {
-        let mut edited = false;
+    ) -> Result<()> {
         for verb in Verb::ALL.into_iter().filter(|verb| which(*verb)) {
             let batch: Vec<&(&str, Verb, &str)> =
                 actions.iter().filter(|(_, v, _)| *v == verb).collect();
             if batch.is_empty() {
                 continue;
+            }
+            if verb.edits_unit_files() {
+                self.pending.add([Owed::DaemonReload])?;
             }
             for (component, verb, unit) in &batch {
                 let text = format!("{verb} {unit}");
@@ -1049,9 +1052,8 @@ impl<'t> Engine<'t> {
                 let units: Vec<String> = batch.iter().map(|(_, _, u)| (*u).to_owned()).collect();
                 systemd::act(self.target, verb, &units)?;
             }
-            edited |= verb.edits_unit_files();
         }
-        Ok(edited)
+        Ok(())
     }
 
     /// `systemctl daemon-reload`, and what it owed is paid.
