@@ -180,15 +180,16 @@ fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
     ];
     let secrets_before = secrets(&root, &keys);
 
-    // A unit masked by hand is unmasked and started: the unmask reaches systemd (the run's
-    // one daemon-reload) before the start.
-    host.exec_ok(&["systemctl", "mask", "--now", "filtermail-incoming.service"])
+    // A unit masked by hand (one of Debian's: a unit file of ours in /etc/systemd/system
+    // cannot be masked) is unmasked and started: the unmask reaches systemd (the run's one
+    // daemon-reload) before the start.
+    host.exec_ok(&["systemctl", "mask", "--now", "nginx.service"])
         .unwrap();
     let unmasked = host_deploy(&host, &[]);
     for line in [
-        "filtermail: unmask filtermail-incoming.service",
+        "nginx: unmask nginx.service",
         "systemd: daemon-reload",
-        "filtermail: start filtermail-incoming.service",
+        "nginx: start nginx.service",
     ] {
         assert!(unmasked.contains(line), "{line} not done:\n{unmasked}");
     }
