@@ -315,6 +315,9 @@ pub enum VolumeKind {
     /// Unix sockets and other runtime files that daemons in different containers share;
     /// emptied when the containers go.
     Runtime,
+    /// Where the component's own daemon writes at run time (a pid file, a lock, caches) under
+    /// a read-only root: a tmpfs of each of its containers, shared with none.
+    Private,
 }
 
 /// A directory that containers share as a volume instead of keeping it in their own layer.
@@ -600,6 +603,9 @@ pub struct ActivatePlan {
     /// Other components whose volumes this component's containers mount (see
     /// [`Activate::uses`]).
     pub uses: Vec<String>,
+    /// Earlier components whose files this component's containers configure and read (see
+    /// [`Activate::reads`]).
+    pub reads: Vec<String>,
 }
 
 /// The install phase's context: facts about the target and the component's templates, but no
@@ -986,6 +992,12 @@ impl<'a> Activate<'a> {
         self.volume(path.as_ref(), VolumeKind::Runtime, why, Some((owner, mode)));
     }
 
+    /// Declares `path` as a [`VolumeKind::Private`] directory: written by this component's
+    /// daemon alone, a tmpfs in each of its containers, owned by `user:group` with `mode`.
+    pub fn private(&mut self, path: impl AsRef<Path>, owner: Owner, mode: u32, why: &str) {
+        self.volume(path.as_ref(), VolumeKind::Private, why, Some((owner, mode)));
+    }
+
     /// Declares `path` as a [`VolumeKind::Secret`] state volume: kept like
     /// [`state`](Self::state), mounted only in this component's own containers.
     pub fn secret(&mut self, path: impl AsRef<Path>, why: &str) {
@@ -1003,10 +1015,17 @@ impl<'a> Activate<'a> {
 
     /// Declares that this component's containers (its daemons, and the jobs' container when it
     /// declares jobs) use `component`'s volumes (its sockets, its certificate): they mount
-    /// them, and, when this component comes after `component`, configure it too (they read
-    /// its files). A container mounts nothing else but its own component's volumes.
+    /// them, but its secrets and private directories. A container mounts nothing else but its
+    /// own component's volumes.
     pub fn uses(&mut self, component: &str) {
         self.plan.uses.push(component.to_owned());
+    }
+
+    /// Declares that this component's containers read files `component` configures (its
+    /// settings, the certificate links, the web pages): they configure it too at start.
+    /// `component` must be one this component comes after.
+    pub fn reads(&mut self, component: &str) {
+        self.plan.reads.push(component.to_owned());
     }
 
     /// Declares a periodic job for containers: `argv` as `user` on the crontab `schedule`

@@ -13,11 +13,14 @@ use chatmail_core::plan::{Probe, VolumeKind};
 use chatmail_core::{RUN_LOCK_DIR, Registry};
 
 use crate::container::{self, CRON, INIT, Scope};
+use crate::init_stamp;
 
 /// Where the image expects the settings file (its `CHATMAIL_INI`).
 pub const IMAGE_INI: &str = "/etc/chatmail/chatmail.ini";
 /// The entrypoint executable inside the image (the health checks run it).
 pub const IMAGE_CMDEPLOY: &str = "/usr/local/bin/cmdeploy";
+/// How often Docker runs each container's health check.
+pub const HEALTH_INTERVAL: &str = "2s";
 /// The image `cargo xtask image` tags by default.
 pub const DEFAULT_IMAGE: &str = "chatmail-relay:latest";
 
@@ -90,10 +93,11 @@ fn render(
             .chain(volumes)
             .collect()
     };
-    for volume in plans
+    let named = plans
         .iter()
         .flat_map(|p| p.activate.iter().flat_map(|a| &a.volumes))
-    {
+        .filter(|v| v.kind != VolumeKind::Private);
+    for volume in named {
         volumes.insert(
             volume_name(&volume.path),
             Volume {
@@ -108,12 +112,24 @@ fn render(
         out,
         "# The chatmail relay {domain} in containers: written by `cmdeploy compose` from the\n\
          # component registry. Keep it beside {ini_name}; after changing the settings or\n\
-         # upgrading the image, write it again and run `docker-compose up -d`.\n\
+         # upgrading the image, write it again and run `docker-compose up -d`\n\
+         # (or `podman-compose up -d`).\n\
          version: \"3.9\"\n\
          services:"
     )?;
-    let mut init_mounts = mounts(&Scope::of(registry, plans, &registry.names())?);
+    let all_scope = Scope::of(registry, plans, &registry.names())?;
+    let mut init_mounts = mounts(&all_scope);
     init_mounts.push(format!("{lock}:{RUN_LOCK_DIR}"));
+    let stamp = volume_name(Path::new(init_stamp::DIR));
+    volumes.insert(
+        stamp.clone(),
+        Volume {
+            kind: VolumeKind::State,
+            why: "init's record of its last success (settings, environment, image)".into(),
+        },
+    );
+    init_mounts.push(format!("{stamp}:{}", init_stamp::DIR));
+    let init_tmpfs = container::writable(INIT, &all_scope, plans);
     // init validates every component's configuration (`nginx -t` binds its ports): it keeps
     // every capability a daemon declares.
     let daemons = container::daemons(plans);
@@ -121,31 +137,47 @@ fn render(
         .iter()
         .flat_map(|d| d.foreground.capabilities.iter().cloned())
         .collect();
-    service(&mut out, INIT, image, &init_mounts, None, &all, false)?;
+    let init = Container {
+        name: INIT,
+        mounts: &init_mounts,
+        tmpfs: &init_tmpfs,
+        health: None,
+        capabilities: &all,
+        daemon: false,
+    };
+    service(&mut out, image, &init)?;
     for daemon in daemons {
         let scope = Scope::of(registry, plans, &[daemon.component])?;
-        service(
-            &mut out,
-            &daemon.name,
-            image,
-            &mounts(&scope),
-            daemon.foreground.health.as_ref(),
-            &daemon.foreground.capabilities,
-            true,
-        )?;
+        let container = Container {
+            name: &daemon.name,
+            mounts: &mounts(&scope),
+            tmpfs: &container::writable(&daemon.name, &scope, plans),
+            health: daemon.foreground.health.as_ref(),
+            capabilities: &daemon.foreground.capabilities,
+            daemon: true,
+        };
+        service(&mut out, image, &container)?;
     }
     let jobs = container::jobs(plans);
     if !jobs.is_empty() {
         let own: Vec<&str> = jobs.iter().map(|(component, _)| *component).collect();
         let scope = Scope::of(registry, plans, &own)?;
-        service(&mut out, CRON, image, &mounts(&scope), None, &[], true)?;
+        let cron = Container {
+            name: CRON,
+            mounts: &mounts(&scope),
+            tmpfs: &container::writable(CRON, &scope, plans),
+            health: None,
+            capabilities: &[],
+            daemon: true,
+        };
+        service(&mut out, image, &cron)?;
     }
     writeln!(out, "volumes:")?;
     for (name, volume) in &volumes {
         writeln!(out, "  # {}", volume.why)?;
         match volume.kind {
             VolumeKind::State | VolumeKind::Secret => writeln!(out, "  {name}: {{}}")?,
-            VolumeKind::Runtime => writeln!(
+            VolumeKind::Runtime | VolumeKind::Private => writeln!(
                 out,
                 "  {name}:\n    driver_opts: {{type: tmpfs, device: tmpfs, o: \"mode=0755\"}}"
             )?,
@@ -154,17 +186,33 @@ fn render(
     Ok(out)
 }
 
-/// Appends one service: host networking, the entrypoint's capabilities and `capabilities`
-/// only, no new privileges (setuid programs gain nothing), `mounts`.
-fn service(
-    out: &mut String,
-    name: &str,
-    image: &str,
-    mounts: &[String],
-    health: Option<&Probe>,
-    capabilities: &[String],
+/// One service of the compose file.
+struct Container<'a> {
+    /// The service's name, which is also the entrypoint's argument.
+    name: &'a str,
+    /// `volumes:` entries: the settings file and named volumes.
+    mounts: &'a [String],
+    /// The tmpfs directories under its read-only root.
+    tmpfs: &'a [PathBuf],
+    health: Option<&'a Probe>,
+    /// What the daemon needs beyond the entrypoint's capabilities.
+    capabilities: &'a [String],
+    /// A long-running daemon (restarted, started after init), not init.
     daemon: bool,
-) -> Result<()> {
+}
+
+/// Appends one service: host networking, a read-only root with tmpfs directories, the
+/// entrypoint's capabilities and the daemon's only, no new privileges (setuid programs gain
+/// nothing), its mounts.
+fn service(out: &mut String, image: &str, container: &Container) -> Result<()> {
+    let Container {
+        name,
+        mounts,
+        tmpfs,
+        health,
+        capabilities,
+        daemon,
+    } = *container;
     writeln!(out, "  {name}:")?;
     writeln!(out, "    image: {image}")?;
     writeln!(out, "    command: [{}]", quoted(&[name.to_owned()]))?;
@@ -182,6 +230,19 @@ fn service(
     writeln!(out, "    cap_drop: [\"ALL\"]")?;
     writeln!(out, "    cap_add: [{}]", quoted(&caps))?;
     writeln!(out, "    security_opt: [\"no-new-privileges:true\"]")?;
+    // The entrypoint fills each tmpfs with what the image holds there (owner and mode
+    // included) before it configures.
+    writeln!(out, "    read_only: true")?;
+    writeln!(out, "    tmpfs:")?;
+    for dir in tmpfs {
+        let mode = if dir == Path::new("/tmp") {
+            "1777"
+        } else {
+            "0755"
+        };
+        let entry = format!("{}:mode={mode}", dir.display());
+        writeln!(out, "      - {}", quoted(&[entry]))?;
+    }
     if daemon {
         writeln!(out, "    restart: unless-stopped")?;
         writeln!(out, "    depends_on:")?;
@@ -203,7 +264,10 @@ fn service(
         };
         writeln!(out, "    healthcheck:")?;
         writeln!(out, "      test: [\"CMD\", {}]", quoted(&test))?;
-        writeln!(out, "      interval: 5s")?;
+        // Docker runs the first check one interval after the start (20.10 and compose 1.29
+        // have no `start_interval`): a short one makes the stack healthy within seconds. The
+        // probes are quiet and cheap.
+        writeln!(out, "      interval: {HEALTH_INTERVAL}")?;
         writeln!(out, "      timeout: 5s")?;
         writeln!(out, "      retries: 5")?;
         writeln!(out, "      start_period: 60s")?;

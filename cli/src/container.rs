@@ -4,15 +4,16 @@
 //! `cron` runs the declared periodic jobs. Also `cmdeploy probe`, the health checks.
 
 use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use chatmail_core::engine::{self, Engine, Phases, Planned};
 use chatmail_core::plan::{Foreground, Job, Volume, VolumeKind};
 use chatmail_core::{Facts, Registry, RunLock, Target, Templates, shell_words};
 
-use crate::progress;
+use crate::{init_stamp, progress};
 
 /// The one-shot service that configures the shared volumes before any daemon starts.
 pub const INIT: &str = "init";
@@ -20,12 +21,16 @@ pub const INIT: &str = "init";
 pub const CRON: &str = "cron";
 /// The Linux capabilities every container keeps: the entrypoint's configure sets owners and
 /// modes of files it may not own (`CHOWN`, `DAC_OVERRIDE`, `FOWNER`, `FSETID`), and drops to a
-/// service user with `setpriv` (`SETUID`, `SETGID`). A daemon declares what it needs beyond.
-pub const ENTRYPOINT_CAPABILITIES: [&str; 6] = [
+/// service user with `setpriv` (`SETUID`, `SETGID`); the container's init process (`init:
+/// true`; podman's catatonit) forwards the stop signal to that user's daemon (`KILL`: without
+/// it podman kills the daemon when the grace period ends). A daemon declares what it needs
+/// beyond.
+pub const ENTRYPOINT_CAPABILITIES: [&str; 7] = [
     "CHOWN",
     "DAC_OVERRIDE",
     "FOWNER",
     "FSETID",
+    "KILL",
     "SETGID",
     "SETUID",
 ];
@@ -39,7 +44,7 @@ pub struct Args {
     service: String,
     /// Directory of template overrides (as for `run`).
     #[arg(long, env = "CMDEPLOY_TEMPLATES", value_name = "DIR")]
-    templates: Option<std::path::PathBuf>,
+    templates: Option<PathBuf>,
 }
 
 /// What a container runs after configure.
@@ -93,23 +98,28 @@ pub fn jobs(plans: &[Planned]) -> Vec<(&'static str, &Job)> {
 
 /// What a container of some components' daemons or jobs sees of the relay.
 pub struct Scope {
-    /// The components it configures, in registry order: its own, and each it uses and comes
-    /// after (whose files its programs read: the certificate links of `tls`, the settings of
-    /// `chatmaild`, the pages of `website`).
+    /// The components it configures, in registry order: its own, and each they read
+    /// ([`Activate::reads`](chatmail_core::Activate::reads): the certificate links of `tls`,
+    /// the settings of `chatmaild`, the pages of `website`).
     pub configures: Vec<&'static str>,
     /// Its own components, whose volumes it mounts.
     own: Vec<&'static str>,
-    /// The components it uses, whose volumes but their secrets it mounts.
+    /// The components it uses, whose volumes but their secrets and private ones it mounts.
     used: Vec<&'static str>,
 }
 
 impl Scope {
     /// The scope of a container running what `own` declares (`init` is the scope of every
-    /// component). A used component that is not registered is an error.
+    /// component). A used component that is not registered, or a read one that the reader
+    /// does not come after, is an error.
     pub fn of(registry: &Registry, plans: &[Planned], own: &[&str]) -> Result<Scope> {
         let mut uses: Vec<&str> = Vec::new();
+        let mut reads: Vec<&str> = Vec::new();
         for planned in plans.iter().filter(|p| own.contains(&p.component)) {
-            for used in planned.activate.iter().flat_map(|a| &a.uses) {
+            let Some(activate) = &planned.activate else {
+                continue;
+            };
+            for used in &activate.uses {
                 if registry.get(used).is_none() {
                     bail!(
                         "component {} uses {used:?}, which is not registered",
@@ -118,24 +128,31 @@ impl Scope {
                 }
                 uses.push(used);
             }
+            let after = registry
+                .get(planned.component)
+                .map_or(&[][..], |c| c.after());
+            for read in &activate.reads {
+                if !after.contains(&read.as_str()) {
+                    bail!(
+                        "component {} reads the files of {read:?}, which it does not come after",
+                        planned.component
+                    );
+                }
+                reads.push(read);
+            }
         }
-        let comes_after = |name: &str| {
-            own.iter()
-                .filter_map(|o| registry.get(o))
-                .any(|o| o.after().contains(&name))
-        };
         let names = registry.names();
         let select =
             |keep: &dyn Fn(&str) -> bool| names.iter().copied().filter(|n| keep(n)).collect();
         Ok(Scope {
-            configures: select(&|n| own.contains(&n) || (uses.contains(&n) && comes_after(n))),
+            configures: select(&|n| own.contains(&n) || reads.contains(&n)),
             own: select(&|n| own.contains(&n)),
             used: select(&|n| !own.contains(&n) && uses.contains(&n)),
         })
     }
 
-    /// The volumes it mounts: every one of its own components', the used ones' except
-    /// secrets.
+    /// The named volumes it mounts: every one of its own components' but the private ones
+    /// (tmpfs, see [`Scope::writable`]), the used ones' but secrets.
     pub fn volumes<'p>(&self, plans: &'p [Planned]) -> Vec<&'p Volume> {
         plans
             .iter()
@@ -143,10 +160,144 @@ impl Scope {
                 let own = self.own.contains(&p.component);
                 let used = self.used.contains(&p.component);
                 let volumes = p.activate.iter().flat_map(|a| &a.volumes);
-                volumes.filter(move |v| own || (used && v.kind != VolumeKind::Secret))
+                volumes.filter(move |v| match v.kind {
+                    VolumeKind::Private => false,
+                    VolumeKind::Secret => own,
+                    VolumeKind::State | VolumeKind::Runtime => own || used,
+                })
             })
             .collect()
     }
+
+    /// The directories it writes outside its volumes, each a tmpfs under its read-only root:
+    /// [`WRITABLE`], those holding what configure writes for its components (files, links,
+    /// directories, removals), its own components' private directories and `extra`; none
+    /// inside another.
+    pub fn writable(&self, plans: &[Planned], extra: &[&str]) -> Vec<PathBuf> {
+        let mounted: Vec<&Path> = self
+            .volumes(plans)
+            .iter()
+            .map(|v| v.path.as_path())
+            .collect();
+        let outside = |path: &&Path| !mounted.iter().any(|m| path.starts_with(m));
+        let mut dirs: Vec<PathBuf> = WRITABLE.iter().chain(extra).map(PathBuf::from).collect();
+        for planned in plans {
+            if let Some(plan) = planned
+                .configure
+                .as_ref()
+                .filter(|_| self.configures.contains(&planned.component))
+            {
+                let written = (plan.files.iter().map(|f| f.path.as_path()))
+                    .chain(plan.dirs.iter().map(|d| d.path.as_path()))
+                    .chain(plan.removals.iter().map(PathBuf::as_path))
+                    .chain(
+                        plan.generates
+                            .iter()
+                            .flat_map(|g| &g.creates)
+                            .map(PathBuf::as_path),
+                    );
+                dirs.extend(
+                    written
+                        .filter(outside)
+                        .filter_map(Path::parent)
+                        .map(Path::to_owned),
+                );
+            }
+            if self.own.contains(&planned.component) {
+                let volumes = planned.activate.iter().flat_map(|a| &a.volumes);
+                let private = volumes.filter(|v| v.kind == VolumeKind::Private);
+                dirs.extend(private.map(|v| v.path.clone()));
+            }
+        }
+        // Sorted by components, a directory comes right before those inside it.
+        dirs.sort();
+        dirs.dedup();
+        let mut kept: Vec<PathBuf> = Vec::new();
+        for dir in dirs {
+            if !kept.iter().any(|k| dir.starts_with(k)) {
+                kept.push(dir);
+            }
+        }
+        kept
+    }
+}
+
+/// Directories every container writes under its read-only root: `/run` (pid files, the
+/// probes' stamps), `/tmp`, and the engine's state (`/var/lib/cmdeploy`: staged files,
+/// owed restarts, the manifest).
+pub const WRITABLE: [&str; 3] = ["/run", "/tmp", "/var/lib/cmdeploy"];
+
+/// Where the image keeps a copy of what it holds in the directories that are tmpfs in
+/// containers (`cargo xtask image` makes it), from which the entrypoint fills them.
+pub const SEED: &str = "/usr/local/share/cmdeploy/seed";
+
+/// The tmpfs directories of `service`'s container (`init`, `cron` or a daemon) in `scope`.
+pub fn writable(service: &str, scope: &Scope, plans: &[Planned]) -> Vec<PathBuf> {
+    let crontab = Path::new(CRONTAB).parent().and_then(Path::to_str);
+    let extra: Vec<&str> = crontab.filter(|_| service == CRON).into_iter().collect();
+    scope.writable(plans, &extra)
+}
+
+/// Fills the empty tmpfs at `dir` with what the image holds there (its copy under [`SEED`]),
+/// owners and modes kept. What is already there stays: the engine's mounts inside it
+/// (`/etc/hosts`, volumes, the settings file) and the directories holding them.
+fn seed(dir: &Path) -> Result<()> {
+    let from = Path::new(SEED).join(dir.strip_prefix("/").unwrap_or(dir));
+    let Ok(meta) = std::fs::symlink_metadata(&from) else {
+        return Ok(());
+    };
+    let device = std::fs::metadata(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .dev();
+    copy_tree(&from, dir, device).with_context(|| format!("filling {}", dir.display()))?;
+    own_like(dir, &meta)
+}
+
+/// Copies what `from` holds into `to` (on `device`), leaving existing entries alone but
+/// merging into directories of that device.
+fn copy_tree(from: &Path, to: &Path, device: u64) -> Result<()> {
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let source = entry?.path();
+        let Some(name) = source.file_name() else {
+            continue;
+        };
+        let target = to.join(name);
+        let meta = std::fs::symlink_metadata(&source)?;
+        if let Ok(existing) = std::fs::symlink_metadata(&target) {
+            if existing.is_dir() && meta.is_dir() && existing.dev() == device {
+                copy_tree(&source, &target, device)?;
+            }
+            continue;
+        }
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&source)?, &target)?;
+        } else if kind.is_dir() {
+            std::fs::create_dir(&target)?;
+            copy_tree(&source, &target, device)?;
+        } else if kind.is_file() {
+            std::fs::copy(&source, &target)
+                .with_context(|| format!("copying {}", source.display()))?;
+        } else {
+            // Sockets and other special files are made by the daemons, never copied.
+            continue;
+        }
+        own_like(&target, &meta)?;
+    }
+    Ok(())
+}
+
+/// Gives `path` the owner and (unless a link) the mode `meta` describes; the mode last,
+/// since a change of owner clears the set-id bits.
+fn own_like(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))
+        .with_context(|| format!("owning {}", path.display()))?;
+    if !meta.file_type().is_symlink() {
+        let mode = std::fs::Permissions::from_mode(meta.mode());
+        std::fs::set_permissions(path, mode)
+            .with_context(|| format!("setting the mode of {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Plans every component for a container of this image: configure and activate see the
@@ -194,7 +345,9 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<()> {
             }
         },
     };
-    let own = Scope::of(&registry, &plans, &own)?.configures;
+    let scope = Scope::of(&registry, &plans, &own)?;
+    let tmpfs = writable(&args.service, &scope, &plans);
+    let own = scope.configures;
     let target = Target::new(Path::new("/"), verbose)?;
     let facts = Facts::detect(&target, crate::binaries_dir(None)?);
     if !facts.container {
@@ -202,17 +355,32 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<()> {
             "cmdeploy container is the entrypoint of the relay's image; use `cmdeploy run` on a host"
         );
     }
+    // The root is read-only: what the container writes goes to its tmpfs directories, filled
+    // first with what the image holds there.
+    for dir in &tmpfs {
+        seed(dir)?;
+    }
     let plans: Vec<Planned> = plans
         .into_iter()
         .filter(|p| own.contains(&p.component))
         .collect();
+    // init with the settings, environment and image of its last success has nothing to do
+    // (template overrides are not part of the record: with them it always configures).
+    let stamp = match role {
+        Role::Init if args.templates.is_none() => Some(init_stamp::Stamp::of(config_path)?),
+        _ => None,
+    };
+    if stamp.as_ref().is_some_and(|stamp| stamp.done(&plans)) {
+        println!("init: configured with these settings and this image already, secrets in place");
+        return Ok(());
+    }
     // Only init takes the run lock: it makes the secrets, and every other container starts
     // after it succeeded, so they find them made and configure side by side.
     let lock = matches!(role, Role::Init);
     configure(&target, &facts, &plans, lock, verbose)
         .with_context(|| format!("configuring the {} container", args.service))?;
     match role {
-        Role::Init => Ok(()),
+        Role::Init => stamp.map_or(Ok(()), |stamp| stamp.record()),
         Role::Cron(jobs) => {
             let jobs: Vec<&Job> = jobs.iter().collect();
             std::fs::write(CRONTAB, crontab(&jobs)?)

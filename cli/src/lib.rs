@@ -14,6 +14,7 @@ mod container;
 mod dns;
 mod fleet;
 mod init;
+mod init_stamp;
 mod list;
 mod online;
 mod probe;

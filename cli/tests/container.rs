@@ -12,18 +12,13 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use support::containers::{DOMAIN, Project, assert_ports_free, build_image, ok};
 use support::*;
 use xtask::docker::Dockerd;
 
-const DOMAIN: &str = "_chat.example.org";
 const TAG: &str = xtask::image::DEFAULT_TAG;
-/// The relay's public ports, bound on this machine by the host-networked containers.
-const PORTS: [u16; 9] = [25, 53, 80, 143, 443, 465, 587, 993, 3340];
 /// Files made once that must survive recreating the containers.
 const SECRETS: [(&str, &str); 3] = [
     ("opendkim", "/etc/dkimkeys/opendkim.private"),
@@ -31,212 +26,22 @@ const SECRETS: [(&str, &str); 3] = [
     ("turnserver", "/etc/chatmail-turn/secret"),
 ];
 
-fn ini_path(project: &Project) -> PathBuf {
-    project.dir.join("chatmail.ini")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn ok(mut command: Command) -> String {
-    let output = command.output().unwrap();
-    assert!(output.status.success(), "{command:?}:\n{}", text(&output));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Fails clearly when another program holds one of the relay's ports.
-fn assert_ports_free() {
-    let listening = ok({
-        let mut ss = Command::new("ss");
-        ss.args(["-Hltun"]);
-        ss
-    });
-    for line in listening.lines() {
-        let Some(local) = line.split_whitespace().nth(4) else {
-            continue;
-        };
-        let port: Option<u16> = local.rsplit(':').next().and_then(|p| p.parse().ok());
-        if let Some(port) = port.filter(|p| PORTS.contains(p)) {
-            panic!(
-                "port {port} is in use on this machine ({line}); the relay's containers need it"
-            );
-        }
-    }
-}
-
-/// The compose project: a directory holding `chatmail.ini` and `compose.yml`, where the
-/// README's `docker-compose` commands run (the project is named after the directory).
-struct Project<'d> {
-    dockerd: &'d Dockerd,
-    dir: PathBuf,
-}
-
-impl Project<'_> {
-    fn compose(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("docker-compose");
-        command
-            .args(args)
-            .current_dir(&self.dir)
-            .env("DOCKER_HOST", &self.dockerd.host);
-        command
-    }
-
-    /// Runs `argv` in the running container of `service`.
-    fn exec(&self, service: &str, argv: &[&str]) -> String {
-        let mut args = vec!["exec", "-T", service];
-        args.extend(argv);
-        ok(self.compose(&args))
-    }
-
-    fn containers(&self) -> Vec<String> {
-        ok(self.compose(&["ps", "--all", "--quiet"]))
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// `docker inspect --format FORMAT` of every container, one line each.
-    fn inspect(&self, format: &str) -> Vec<String> {
-        let ids = self.containers();
-        let mut args = vec!["inspect", "--format", format];
-        args.extend(ids.iter().map(String::as_str));
-        ok(self.dockerd.docker(&args))
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// `docker-compose up -d`, then waits until init exited 0 and every other container is
-    /// running and, where it has a health check, healthy; returns the time that took.
-    fn up_healthy(&self) -> Duration {
-        let start = Instant::now();
-        ok(self.compose(&["up", "-d"]));
-        let deadline = start + Duration::from_secs(180);
-        loop {
-            let format = "{{.Name}} {{.State.Status}} {{.State.ExitCode}} \
-                          {{if .State.Health}}{{.State.Health.Status}}{{end}}";
-            let states = self.inspect(format);
-            let ready = |state: &String| {
-                let words: Vec<&str> = state.split_whitespace().collect();
-                match words[..] {
-                    [name, "exited", "0"] => name.contains("_init_"),
-                    [_, "running", _] => true,
-                    [_, "running", _, "healthy"] => true,
-                    _ => false,
-                }
-            };
-            if states.len() > 2 && states.iter().all(ready) {
-                return start.elapsed();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not all containers became healthy:\n{}\n{}",
-                states.join("\n"),
-                text(&self.compose(&["logs", "--tail", "30"]).output().unwrap())
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    fn secrets(&self) -> Vec<String> {
-        SECRETS
-            .iter()
-            .map(|(service, path)| self.exec(service, &["cat", path]))
-            .collect()
-    }
-}
-
-/// The iroh-relay container is healthy and its server answers its captive-portal check on
-/// port 3340 (the host's network).
-fn assert_iroh_relay_serves(project: &Project<'_>) {
-    let id = ok(project.compose(&["ps", "--quiet", "iroh-relay"]));
-    let health =
-        ok(project
-            .dockerd
-            .docker(&["inspect", "--format", "{{.State.Health.Status}}", id.trim()]));
-    assert_eq!(health.trim(), "healthy");
-    let mut stream = std::net::TcpStream::connect("127.0.0.1:3340").unwrap();
-    stream
-        .write_all(b"GET /generate_204 HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
-}
-
-impl Drop for Project<'_> {
-    fn drop(&mut self) {
-        let _ = self.compose(&["down", "--volumes"]).output();
-    }
-}
-
-/// Every container drops all capabilities but those it declares, gains no privileges, and
-/// mounts only its component's volumes and those of the components it uses, the secrets only
-/// where they are used.
-fn assert_least_privilege(project: &Project) {
-    let format = "{{.Name}} {{json .HostConfig.CapDrop}} {{json .HostConfig.SecurityOpt}} \
-                  {{range .Mounts}}{{.Name}},{{end}}";
-    let containers = project.inspect(format);
-    // Volume name and the services allowed to mount it.
-    let allowed: [(&str, &[&str]); 3] = [
-        ("etc-dkimkeys", &["init", "opendkim"]),
-        ("etc-chatmail-turn", &["init", "turnserver"]),
-        (
-            "home-vmail-mail",
-            &[
-                "init",
-                "dovecot",
-                "doveauth",
-                "lastlogin",
-                "chatmail-metadata",
-                "cron",
-            ],
-        ),
-    ];
-    for line in &containers {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let [name, cap_drop, security, mounts] = words[..] else {
-            panic!("unexpected inspect line {line:?}");
-        };
-        assert_eq!(cap_drop, r#"["ALL"]"#, "{line}");
-        assert!(security.contains("no-new-privileges:true"), "{line}");
-        for (volume, services) in allowed {
-            let service = services.iter().any(|s| name.contains(&format!("_{s}_")));
-            assert!(
-                service || !mounts.contains(volume),
-                "{name} mounts {volume}"
-            );
-        }
-    }
-    let nginx = containers.iter().find(|l| l.contains("_nginx_")).unwrap();
-    assert!(nginx.contains("var-lib-chatmail-tls"), "{nginx}");
-    assert!(!nginx.contains("var-spool-postfix"), "{nginx}");
+fn read_secrets(project: &Project) -> Vec<String> {
+    SECRETS
+        .iter()
+        .map(|(service, path)| project.exec(service, &["cat", path]))
+        .collect()
 }
 
 #[test]
 #[ignore = "slow: root, the tests' own dockerd and the relay image"]
 fn relay_runs_from_its_image_and_keeps_its_state_across_recreation() {
     assert_ports_free();
-    build_relay_programs();
     let dockerd = Dockerd::start().unwrap();
     // The README's commands, with its defaults (engine found on PATH, base debian:bookworm,
     // imported from the cached rootfs when absent, tag chatmail-relay:latest); only the
     // binaries are this test build's instead of a release build.
-    let binaries = Path::new(env!("CARGO_BIN_EXE_cmdeploy")).parent().unwrap();
-    let built = ok({
-        let mut image = xtask::cargo();
-        image
-            .args(["xtask", "image", "--binaries"])
-            .arg(binaries)
-            .env("DOCKER_HOST", &dockerd.host);
-        image
-    });
-    assert!(built.contains(&format!("built {TAG}")), "{built}");
+    build_image(&[], &[("DOCKER_HOST", &dockerd.host)]);
 
     // Nothing of a deployment is in the image: no settings, keys, certificates or domain.
     // Every layer earns its place: none holds a copy of the packages stage that a later one
@@ -285,47 +90,19 @@ fn relay_runs_from_its_image_and_keeps_its_state_across_recreation() {
     );
     assert_eq!(keys, "", "private keys in the image");
 
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/container-test/relay");
-    std::fs::create_dir_all(&dir).unwrap();
-    let project = Project {
-        dockerd: &dockerd,
-        dir,
+    let compose = xtask::image::Engine {
+        program: "docker-compose".into(),
+        env: vec![("DOCKER_HOST".into(), dockerd.host.clone())],
     };
-    let _ = project.compose(&["down", "--volumes"]).output();
-    let _ = std::fs::remove_file(ini_path(&project));
-    let init = cmdeploy(
-        &[
-            "init",
-            DOMAIN,
-            "--config",
-            ini_path(&project).to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(init.ok);
-    // This machine is shared with builds: accounts are made at any load.
-    let mut ini = std::fs::read_to_string(ini_path(&project)).unwrap();
-    ini.push_str("max_load_1m = 1000\n");
-    std::fs::write(ini_path(&project), ini).unwrap();
-    let compose_file = project.dir.join("compose.yml");
-    let compose = cmdeploy(
-        &[
-            "compose",
-            "--config",
-            ini_path(&project).to_str().unwrap(),
-            "-o",
-            compose_file.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(compose.ok);
+    let project = Project::new("relay", dockerd.engine(), compose);
     let fresh = project.up_healthy();
     eprintln!(
         "healthy after up -d on fresh volumes: {:.1} s",
         fresh.as_secs_f64()
     );
-    assert_least_privilege(&project);
-    // The health probes go on every 5 s, and leave no line in the daemons' logs.
+    // Docker shows the dropped set as given.
+    project.assert_least_privilege("{{json .HostConfig.CapDrop}}", |caps| caps == r#"["ALL"]"#);
+    // The health probes go on every 2 s, and leave no line in the daemons' logs.
     let logs = || {
         let services = [
             "postfix",
@@ -346,7 +123,7 @@ fn relay_runs_from_its_image_and_keeps_its_state_across_recreation() {
         "{}",
         ok(project.compose(&["logs", "--tail", "10"]))
     );
-    assert_iroh_relay_serves(&project);
+    project.assert_iroh_relay_serves();
     delta_chat_exchange("127.0.0.1", DOMAIN);
 
     // A message stored now must outlive the containers.
@@ -365,28 +142,26 @@ fn relay_runs_from_its_image_and_keeps_its_state_across_recreation() {
     ];
     let found = project.exec("dovecot", &search);
     assert!(!found.trim().is_empty(), "the saved message is found");
-    let secrets = project.secrets();
+    let secrets = read_secrets(&project);
 
     // Every container stops on SIGTERM; none is killed when the grace period ends.
-    let stopping = Instant::now();
-    ok(project.compose(&["stop", "--timeout", "10"]));
-    eprintln!("stopped in {:.1} s", stopping.elapsed().as_secs_f64());
-    for state in project.inspect("{{.Name}} {{.State.ExitCode}} {{.State.OOMKilled}}") {
-        assert!(
-            !state.contains(" 137 "),
-            "killed after the grace period instead of stopping on SIGTERM: {state}"
-        );
-    }
+    let stopped = project.stop();
+    eprintln!("stopped in {:.1} s", stopped.as_secs_f64());
     ok(project.compose(&["down"]));
     let existing = project.up_healthy();
     eprintln!(
         "healthy after up -d on existing volumes: {:.1} s",
         existing.as_secs_f64()
     );
-    assert_eq!(project.secrets(), secrets, "no secret was made again");
+    assert_eq!(read_secrets(&project), secrets, "no secret was made again");
     assert_eq!(project.exec("dovecot", &search), found, "the mail is kept");
     let init_log = ok(project.compose(&["logs", "--no-color", "init"]));
     assert!(!init_log.contains("openssl"), "{init_log}");
     assert!(!init_log.contains("opendkim-genkey"), "{init_log}");
+    // Same settings, same image, secrets in place: init's record says it has nothing to do.
+    assert!(
+        init_log.contains("configured with these settings and this image already"),
+        "{init_log}"
+    );
     delta_chat_exchange("127.0.0.1", DOMAIN);
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::image::Engine;
 use crate::workspace;
 
 /// A running `dockerd`; stopped (by its PID) when dropped.
@@ -62,11 +63,17 @@ impl Dockerd {
         )
     }
 
-    /// A `docker` command talking to this engine (Debian's client in /usr/bin).
+    /// This engine as the tests drive it: Debian's client in /usr/bin with `DOCKER_HOST` set.
+    pub fn engine(&self) -> Engine {
+        Engine {
+            program: "/usr/bin/docker".into(),
+            env: vec![("DOCKER_HOST".into(), self.host.clone())],
+        }
+    }
+
+    /// A `docker` command talking to this engine.
     pub fn docker(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("/usr/bin/docker");
-        command.args(args).env("DOCKER_HOST", &self.host);
-        command
+        self.engine().command(args)
     }
 }
 

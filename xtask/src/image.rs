@@ -320,7 +320,8 @@ const PACKAGE_KEYS: &str = "/etc/ssl/private/ssl-cert-snakeoil.key \\
 
 /// The Dockerfile: the programs copied straight to where install puts them (so install
 /// finds them in place and the image holds one copy), then the rest of install: users,
-/// directories, deployment-independent files. Changes with every code change, quickly.
+/// directories, deployment-independent files; then the copy of the directories that are
+/// tmpfs in containers. Changes with every code change, quickly.
 const DOCKERFILE: &str = "\
 # Written by `cargo xtask image`. BASE: the base with the Debian packages and the delay-free
 # Dovecot installed (one layer, made in a container with the packages mounted, then committed).
@@ -329,6 +330,10 @@ FROM ${BASE}
 ENV CHATMAIL_INI=/etc/chatmail/chatmail.ini
 COPY bin/ /usr/local/bin/
 RUN [\"cmdeploy\", \"run\", \"--ssh-host\", \"@local\", \"--phase\", \"install\", \"--config\", \"/nonexistent\"]
+# Containers run with a read-only root and tmpfs where they write; their entrypoint fills
+# each tmpfs from this copy of what the image holds there (cmdeploy's container::SEED).
+RUN mkdir -p /usr/local/share/cmdeploy/seed \\
+    && cp -a --parents /etc /run /tmp /var/lib /var/log /var/www /usr/local/lib /usr/local/share/cmdeploy/seed/
 ENTRYPOINT [\"cmdeploy\", \"container\"]
 CMD [\"--help\"]
 ";

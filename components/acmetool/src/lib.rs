@@ -100,6 +100,7 @@ impl Component for Acmetool {
         activate.state("/var/lib/acme", "acmetool's account, keys and certificates");
         // Its hook points the certificate link in tls's volume at a new certificate.
         activate.uses("tls");
+        activate.reads("tls");
         activate.service(Service::stopped("acmetool-reconcile.service"));
         activate.service(Service::running("acmetool-reconcile.timer"));
         activate.port(402, &["acmetool"]);

@@ -109,6 +109,7 @@ impl Component for Chatmaild {
         }
         // The accounts live in the mailboxes; chatmail-metadata asks chatmail-turn.
         activate.uses("base");
+        activate.reads("base");
         activate.uses("turn");
         for (name, schedule, args) in CONTAINER_JOBS {
             let program = format!("/usr/local/bin/{name}");

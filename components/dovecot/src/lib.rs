@@ -7,7 +7,7 @@ mod fork;
 mod metrics;
 
 use anyhow::Result;
-use chatmail_core::plan::Service;
+use chatmail_core::plan::{Owner, Service};
 use chatmail_core::{Activate, Component, Configure, Install, register};
 use include_dir::{Dir, include_dir};
 use serde::Serialize;
@@ -86,6 +86,13 @@ impl Component for Dovecot {
         for used in ["base", "chatmaild", "tls", "acmetool", "postfix"] {
             activate.uses(used);
         }
+        // The settings of chatmaild, the certificate links.
+        for read in ["base", "chatmaild", "tls"] {
+            activate.reads(read);
+        }
+        let root = || Owner::new("root", "root");
+        activate.private("/run/dovecot", root(), 0o755, "Dovecot's own sockets");
+        activate.private("/var/lib/dovecot", root(), 0o755, "Dovecot's instance list");
         activate.port(143, &["imap-login", "dovecot"]);
         activate.port(993, &["imap-login", "dovecot"]);
         if activate.config.mtail_address.is_some() {

@@ -38,7 +38,7 @@ impl Component for Fcgiwrap {
             .health_unix(CONTAINER_SOCKET);
         activate.service(service);
         // newemail, the CGI it runs, reads chatmaild's settings.
-        activate.uses("chatmaild");
+        activate.reads("chatmaild");
         let owner = Owner::new("www-data", "www-data");
         activate.runtime(
             "/run/fcgiwrap",

@@ -63,7 +63,7 @@ impl Component for Filtermail {
             activate.service(service);
         }
         // It reads chatmaild's settings.
-        activate.uses("chatmaild");
+        activate.reads("chatmaild");
         for port in [
             config.filtermail_smtp_port,
             config.filtermail_smtp_port_incoming,

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use chatmail_core::plan::Service;
+use chatmail_core::plan::{Owner, Service};
 use chatmail_core::{Activate, Component, Configure, Install, register};
 use include_dir::{Dir, include_dir};
 
@@ -82,9 +82,17 @@ impl Component for Nginx {
             .capabilities(&["NET_BIND_SERVICE", "KILL"]);
         activate.service(service);
         // The certificate, fcgiwrap's socket and the web pages.
-        for used in ["tls", "acmetool", "fcgiwrap", "website"] {
+        for used in ["tls", "acmetool", "fcgiwrap"] {
             activate.uses(used);
         }
+        for read in ["tls", "acmetool", "website"] {
+            activate.reads(read);
+        }
+        let root = || Owner::new("root", "root");
+        let why = "nginx's request bodies and proxy buffers";
+        activate.private("/var/lib/nginx", root(), 0o755, why);
+        let why = "nginx's log directory, opened before its settings send the logs to stderr";
+        activate.private("/var/log/nginx", root(), 0o755, why);
         activate.port(80, &["acmetool", "nginx"]);
         activate.port(443, &["nginx"]);
         activate.port(8443, &["nginx"]);

@@ -9,6 +9,14 @@ use include_dir::{Dir, include_dir};
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templates/opendkim");
 
+/// The directory of OpenDKIM's socket, inside Postfix's spool.
+const SOCKET_DIR: &str = "/var/spool/postfix/opendkim";
+
+/// OpenDKIM's user, which owns its key, settings and socket.
+fn opendkim() -> Owner {
+    Owner::new("opendkim", "opendkim")
+}
+
 /// The DKIM signing milter.
 #[derive(Debug)]
 pub struct Opendkim;
@@ -44,10 +52,9 @@ impl Component for Opendkim {
     }
 
     fn configure(&self, configure: &mut Configure<'_>) -> Result<()> {
-        let opendkim = || Owner::new("opendkim", "opendkim");
         configure.dir("/etc/opendkim", opendkim(), 0o750);
         configure.dir("/etc/dkimkeys", opendkim(), 0o700);
-        configure.dir("/var/spool/postfix/opendkim", opendkim(), 0o750);
+        configure.dir(SOCKET_DIR, opendkim(), 0o750);
         configure.template("/etc/opendkim.conf", "opendkim.conf.j2", ())?;
         configure
             .template("/etc/dkimkeys/KeyTable", "KeyTable.j2", ())?
@@ -79,13 +86,14 @@ impl Component for Opendkim {
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
         let service = Service::running("opendkim.service")
             .foreground(&["opendkim", "-f", "-x", "/etc/opendkim.conf"])
-            .health_unix("/var/spool/postfix/opendkim/opendkim.sock");
+            .health_unix(&format!("{SOCKET_DIR}/opendkim.sock"));
         activate.service(service);
-        // Its socket is in Postfix's spool.
-        activate.uses("postfix");
+        // Its socket, in Postfix's spool, where the chrooted smtpd finds it: a volume of its
+        // own there, so that this container sees nothing else of the spool.
+        let why = "OpenDKIM's socket, which Postfix connects to";
+        activate.runtime(SOCKET_DIR, opendkim(), 0o750, why);
         // Its pid file directory, made by systemd on a host.
-        let run = Owner::new("opendkim", "opendkim");
-        activate.runtime("/run/opendkim", run, 0o755, "OpenDKIM's pid file");
+        activate.private("/run/opendkim", opendkim(), 0o755, "OpenDKIM's pid file");
         activate.secret("/etc/dkimkeys", "the DKIM signing key, made once");
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! before the queue; local delivery to Dovecot over LMTP; DKIM signing through OpenDKIM.
 
 use anyhow::Result;
-use chatmail_core::plan::{Service, User};
+use chatmail_core::plan::{Owner, Service, User};
 use chatmail_core::{Activate, Component, Configure, Install, register};
 use include_dir::{Dir, include_dir};
 
@@ -74,9 +74,14 @@ impl Component for Postfix {
             // Ports below 1024, the chrooted daemons, the master's signals to them.
             .capabilities(&["NET_BIND_SERVICE", "SYS_CHROOT", "KILL"]);
         activate.service(service);
-        // The certificate (acmetool's, when it makes it).
+        // The certificate (acmetool's, when it makes it) and OpenDKIM's socket.
         activate.uses("tls");
+        activate.reads("tls");
         activate.uses("acmetool");
+        activate.uses("opendkim");
+        let postfix = Owner::new("postfix", "postfix");
+        let why = "Postfix's master lock and TLS session caches";
+        activate.private("/var/lib/postfix", postfix, 0o755, why);
         activate.state(
             "/var/spool/postfix",
             "the mail queue, and the sockets of Dovecot (LMTP, auth) and OpenDKIM that Postfix uses",
