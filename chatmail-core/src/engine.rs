@@ -1306,7 +1306,6 @@ fn chown(target: &Target, ids: Option<Meta>, paths: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// A declared file that differs from what the target has.
 /// Writes a declared file to `path` (its place on the target), dated back when it is
 /// declared settled.
 fn write_file(path: &Path, file: &File, meta: Meta) -> Result<()> {
@@ -1316,6 +1315,7 @@ fn write_file(path: &Path, file: &File, meta: Meta) -> Result<()> {
     }
 }
 
+/// A declared file that differs from what the target has.
 struct FileChange<'p> {
     file: &'p File,
     /// Nothing is at its path yet.
