@@ -1309,9 +1309,10 @@ fn chown(target: &Target, ids: Option<Meta>, paths: &[PathBuf]) -> Result<()> {
 /// Writes a declared file to `path` (its place on the target), dated back when it is
 /// declared settled.
 fn write_file(path: &Path, file: &File, meta: Meta) -> Result<()> {
+    files::write_atomic(path, &file.content, meta)?;
     match file.settled {
-        true => files::write_settled(path, &file.content, meta),
-        false => files::write_atomic(path, &file.content, meta),
+        true => files::backdate(path),
+        false => Ok(()),
     }
 }
 

@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
@@ -60,30 +59,9 @@ impl Existing {
 /// How every temporary file (or directory) of cmdeploy on a target begins.
 const TEMP_PREFIX: &str = ".cmdeploy-";
 
-/// How far in the past [`write_settled`] dates a file. Postfix reads `main.cf` again every
-/// 0.3 s until its mtime is at least two whole seconds before the read began (its guard
-/// against a file still being edited, `dict_load_file`), so a freshly written one costs every
-/// `postconf` and `postfix` command up to 2.4 s: the validator, the instance generator at
-/// each `daemon-reload`, the start.
-pub const SETTLED_AGE: Duration = Duration::from_secs(2);
-
 /// Writes `content` to `path` atomically (temporary file in the same directory, then rename),
 /// with the given owner and mode already set when it appears. Creates missing parents.
 pub fn write_atomic(path: &Path, content: &[u8], meta: Meta) -> Result<()> {
-    write(path, content, meta, None)
-}
-
-/// [`write_atomic`], the file dated [`SETTLED_AGE`] back: it appears complete (renamed into
-/// place), so a reader that waits for a file to stop changing need not wait for it.
-pub fn write_settled(path: &Path, content: &[u8], meta: Meta) -> Result<()> {
-    let mtime = SystemTime::now()
-        .checked_sub(SETTLED_AGE)
-        .context("the clock is before 1970")?;
-    write(path, content, meta, Some(mtime))
-}
-
-/// Writes `path` atomically as [`write_atomic`] says, with `mtime` when given.
-fn write(path: &Path, content: &[u8], meta: Meta, mtime: Option<SystemTime>) -> Result<()> {
     let parent = path
         .parent()
         .with_context(|| format!("{} has no parent directory", path.display()))?;
@@ -100,11 +78,6 @@ fn write(path: &Path, content: &[u8], meta: Meta, mtime: Option<SystemTime>) -> 
     temp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(meta.mode))
         .with_context(|| format!("setting the mode of {}", path.display()))?;
-    if let Some(mtime) = mtime {
-        temp.as_file()
-            .set_modified(mtime)
-            .with_context(|| format!("dating {}", path.display()))?;
-    }
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
         std::fs::remove_dir_all(path)
             .with_context(|| format!("removing directory {}", path.display()))?;
@@ -112,6 +85,25 @@ fn write(path: &Path, content: &[u8], meta: Meta, mtime: Option<SystemTime>) -> 
     temp.persist(path)
         .with_context(|| format!("replacing {}", path.display()))?;
     Ok(())
+}
+
+/// How far [`backdate`] moves a file's modification time into the past.
+pub const BACKDATE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Dates `path`'s modification time [`BACKDATE`] back. Postfix re-reads a `main.cf` younger
+/// than two seconds every 300 ms until it is older ("pausing to let it cool down"), so each
+/// Postfix command on a file just written waits up to 2 s: staged copies, the files a
+/// container writes at its start and the files declared settled (`FileRef::settled`:
+/// Postfix's `main.cf`, read at each `daemon-reload` by Debian's instance generator) are
+/// backdated, since nothing else reads their times.
+pub fn backdate(path: &Path) -> Result<()> {
+    let file = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let past = std::time::SystemTime::now() - BACKDATE;
+    file.set_modified(past)
+        .with_context(|| format!("dating back {}", path.display()))
 }
 
 /// The temporary files and directories (of [`write_atomic`], of generators) that a killed
@@ -241,17 +233,15 @@ mod tests {
     }
 
     #[test]
-    fn a_settled_write_is_dated_back_and_a_plain_one_is_not() {
+    fn a_backdated_file_keeps_its_content_and_is_dated_back() {
         let dir = tempfile::tempdir().unwrap();
-        let (settled, plain) = (dir.path().join("main.cf"), dir.path().join("master.cf"));
-        let before = SystemTime::now();
-        write_settled(&settled, b"settled\n", me(0o644)).unwrap();
-        write_atomic(&plain, b"plain\n", me(0o644)).unwrap();
-        let modified = |path: &Path| std::fs::metadata(path).unwrap().modified().unwrap();
-        assert!(modified(&settled) <= before - SETTLED_AGE + Duration::from_secs(1));
-        assert!(modified(&settled) >= before - SETTLED_AGE - Duration::from_secs(1));
-        assert!(modified(&plain) >= before - Duration::from_secs(1));
-        assert_eq!(std::fs::read(&settled).unwrap(), b"settled\n");
+        let path = dir.path().join("main.cf");
+        write_atomic(&path, b"settled\n", me(0o644)).unwrap();
+        let before = std::time::SystemTime::now();
+        backdate(&path).unwrap();
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        assert!(modified <= before - BACKDATE + std::time::Duration::from_secs(1));
+        assert_eq!(std::fs::read(&path).unwrap(), b"settled\n");
     }
 
     #[test]

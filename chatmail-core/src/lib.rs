@@ -46,6 +46,7 @@ pub use chatmail_config as config;
 pub use component::{AFTER_ALL, Component, Registration, Registry};
 pub use download::reachable;
 pub use facts::{Facts, deb_arch, kernel_setting};
+pub use files::backdate;
 pub use plan::{Activate, Configure, Install};
 pub use state::{PENDING_PATH, RUN_LOCK_DIR, RunLock};
 pub use systemd::{UnitState, parse_show, show_argv};

@@ -277,6 +277,12 @@ pub struct Foreground {
     /// Commands run in order after configure and before `argv` (e.g. copying files into a
     /// chroot, creating a pid directory that systemd would make on a host).
     pub before: Vec<Vec<String>>,
+    /// Commands that prepare what the daemon finds in its volumes (e.g. Postfix's chroot in
+    /// its spool), run once by the `init` container after configure, not at each start of
+    /// the daemon's own container.
+    pub prepare: Vec<Vec<String>>,
+    /// The signal that stops the daemon at once, when not SIGTERM (the engine's default).
+    pub stop_signal: Option<String>,
     /// How the compose health check tells that the daemon is healthy.
     pub health: Option<Probe>,
     /// Linux capabilities (`NET_BIND_SERVICE`, ...) the daemon needs beyond those every
@@ -389,6 +395,8 @@ impl Service {
         self.container = Some(Foreground {
             argv: owned(argv),
             before: Vec::new(),
+            prepare: Vec::new(),
+            stop_signal: None,
             health: None,
             capabilities: Vec::new(),
         });
@@ -409,6 +417,21 @@ impl Service {
     /// [`foreground`](Self::foreground) first.
     pub fn before(mut self, argv: &[&str]) -> Self {
         self.foreground_mut().before.push(owned(argv));
+        self
+    }
+
+    /// In a container, `argv` prepares the daemon's volumes once, run by `init` after
+    /// configure (the daemon's container starts after it); needs
+    /// [`foreground`](Self::foreground) first.
+    pub fn prepare(mut self, argv: &[&str]) -> Self {
+        self.foreground_mut().prepare.push(owned(argv));
+        self
+    }
+
+    /// In a container, `signal` (`SIGINT`, ...) stops the daemon instead of SIGTERM; needs
+    /// [`foreground`](Self::foreground) first.
+    pub fn stop_signal(mut self, signal: &str) -> Self {
+        self.foreground_mut().stop_signal = Some(signal.to_owned());
         self
     }
 
@@ -690,8 +713,8 @@ impl FileRef<'_> {
         self
     }
 
-    /// Written with its mtime a moment in the past (`files::SETTLED_AGE`), for a program
-    /// that waits until a file it reads has not changed for a while (Postfix's `main.cf`).
+    /// Dated back once written (`files::backdate`), for a program that waits until a file
+    /// it reads has not changed for a while (Postfix's `main.cf`).
     pub fn settled(self) -> Self {
         self.file.settled = true;
         self
@@ -1067,6 +1090,7 @@ mod tests {
         let service = Service::running("postfix.service")
             .foreground(&["postfix", "start-fg"])
             .before(&["/usr/lib/postfix/configure-instance.sh"])
+            .prepare(&["postfix", "set-permissions"])
             .health(&["postfix", "status"])
             .capabilities(&["NET_BIND_SERVICE"]);
         assert_eq!(
@@ -1074,6 +1098,8 @@ mod tests {
             Some(Foreground {
                 argv: owned(&["postfix", "start-fg"]),
                 before: vec![owned(&["/usr/lib/postfix/configure-instance.sh"])],
+                prepare: vec![owned(&["postfix", "set-permissions"])],
+                stop_signal: None,
                 health: Some(Probe::Command(owned(&["postfix", "status"]))),
                 capabilities: owned(&["NET_BIND_SERVICE"]),
             })

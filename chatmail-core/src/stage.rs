@@ -1,7 +1,5 @@
 //! Staged copies of a component's planned files, where its validators check them before any
-//! live file is replaced. Every staged file is written settled (`files::write_settled`): the
-//! copies are complete when they appear, and a validator that waits for fresh files to
-//! settle (`postconf`) need not.
+//! live file is replaced.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,14 +38,14 @@ impl<'t> Stage<'t> {
             mode: 0o644,
         };
         if let Some(content) = planned.get(input) {
-            files::write_settled(&host, content, root)?;
+            stage_file(&host, content, root)?;
             return Ok(staged);
         }
         let live = self.target.path(input);
         if live.is_file() {
             let content =
                 std::fs::read(&live).with_context(|| format!("reading {}", live.display()))?;
-            files::write_settled(&host, &content, root)?;
+            stage_file(&host, &content, root)?;
             return Ok(staged);
         }
         if !live.is_dir() {
@@ -68,13 +66,13 @@ impl<'t> Stage<'t> {
             }
             let content = std::fs::read(entry.path())
                 .with_context(|| format!("reading {}", entry.path().display()))?;
-            files::write_settled(&host.join(&name), &content, root)?;
+            stage_file(&host.join(&name), &content, root)?;
         }
         for (path, content) in planned {
             if path.parent() == Some(input)
                 && let Some(name) = path.file_name()
             {
-                files::write_settled(&host.join(name), content, root)?;
+                stage_file(&host.join(name), content, root)?;
             }
         }
         Ok(staged)
@@ -85,6 +83,12 @@ impl Drop for Stage<'_> {
     fn drop(&mut self) {
         let _ = clean(self.target);
     }
+}
+
+/// Writes one staged file, dated back ([`files::backdate`]): validators read it at once.
+fn stage_file(path: &Path, content: &[u8], meta: Meta) -> Result<()> {
+    files::write_atomic(path, content, meta)?;
+    files::backdate(path)
 }
 
 /// Removes the staging tree (left by an interrupted run, or by the last validation).

@@ -142,6 +142,7 @@ fn render(
         mounts: &init_mounts,
         tmpfs: &init_tmpfs,
         health: None,
+        stop_signal: None,
         capabilities: &all,
         daemon: false,
     };
@@ -153,6 +154,7 @@ fn render(
             mounts: &mounts(&scope),
             tmpfs: &container::writable(&daemon.name, &scope, plans),
             health: daemon.foreground.health.as_ref(),
+            stop_signal: daemon.foreground.stop_signal.as_deref(),
             capabilities: &daemon.foreground.capabilities,
             daemon: true,
         };
@@ -167,6 +169,7 @@ fn render(
             mounts: &mounts(&scope),
             tmpfs: &container::writable(CRON, &scope, plans),
             health: None,
+            stop_signal: None,
             capabilities: &[],
             daemon: true,
         };
@@ -195,6 +198,8 @@ struct Container<'a> {
     /// The tmpfs directories under its read-only root.
     tmpfs: &'a [PathBuf],
     health: Option<&'a Probe>,
+    /// The signal that stops it, when not SIGTERM.
+    stop_signal: Option<&'a str>,
     /// What the daemon needs beyond the entrypoint's capabilities.
     capabilities: &'a [String],
     /// A long-running daemon (restarted, started after init), not init.
@@ -210,6 +215,7 @@ fn service(out: &mut String, image: &str, container: &Container) -> Result<()> {
         mounts,
         tmpfs,
         health,
+        stop_signal,
         capabilities,
         daemon,
     } = *container;
@@ -217,6 +223,9 @@ fn service(out: &mut String, image: &str, container: &Container) -> Result<()> {
     writeln!(out, "    image: {image}")?;
     writeln!(out, "    command: [{}]", quoted(&[name.to_owned()]))?;
     writeln!(out, "    network_mode: host")?;
+    if let Some(signal) = stop_signal {
+        writeln!(out, "    stop_signal: {signal}")?;
+    }
     // A small init as PID 1 forwards SIGTERM to the daemon and reaps orphans; cron, and any
     // program that is PID 1 itself, would ignore the signal and be killed after the timeout.
     writeln!(out, "    init: true")?;

@@ -49,7 +49,8 @@ pub struct Args {
 
 /// What a container runs after configure.
 enum Role {
-    Init,
+    /// With every daemon's commands that prepare its volumes.
+    Init(Vec<Vec<String>>),
     Cron(Vec<Job>),
     Daemon(Foreground),
 }
@@ -323,7 +324,10 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<()> {
     let plans = plan(&registry, &config, args.templates.as_deref())?;
     let daemons = daemons(&plans);
     let (role, own): (Role, Vec<&str>) = match args.service.as_str() {
-        INIT => (Role::Init, registry.names()),
+        INIT => {
+            let prepare = daemons.iter().flat_map(|d| d.foreground.prepare.clone());
+            (Role::Init(prepare.collect()), registry.names())
+        }
         CRON => {
             let jobs = jobs(&plans);
             let own = jobs.iter().map(|(component, _)| *component).collect();
@@ -360,14 +364,23 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<()> {
     for dir in &tmpfs {
         seed(dir)?;
     }
-    let plans: Vec<Planned> = plans
+    let init = matches!(role, Role::Init(_));
+    let mut plans: Vec<Planned> = plans
         .into_iter()
         .filter(|p| own.contains(&p.component))
         .collect();
+    if !init {
+        // init validated these very files (same image, settings and environment) before any
+        // other container started, and a fresh container has no live file that a failed
+        // validation would protect: the daemon's own start is the check.
+        for configure in plans.iter_mut().filter_map(|p| p.configure.as_mut()) {
+            configure.validators.clear();
+        }
+    }
     // init with the settings, environment and image of its last success has nothing to do
     // (template overrides are not part of the record: with them it always configures).
     let stamp = match role {
-        Role::Init if args.templates.is_none() => Some(init_stamp::Stamp::of(config_path)?),
+        Role::Init(_) if args.templates.is_none() => Some(init_stamp::Stamp::of(config_path)?),
         _ => None,
     };
     if stamp.as_ref().is_some_and(|stamp| stamp.done(&plans)) {
@@ -376,11 +389,25 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<()> {
     }
     // Only init takes the run lock: it makes the secrets, and every other container starts
     // after it succeeded, so they find them made and configure side by side.
-    let lock = matches!(role, Role::Init);
+    let lock = init;
     configure(&target, &facts, &plans, lock, verbose)
         .with_context(|| format!("configuring the {} container", args.service))?;
+    // Just written, but read at once by the daemon (Postfix would wait for them to "cool
+    // down"): nothing here reads their times.
+    let written = plans.iter().filter_map(|p| p.configure.as_ref());
+    for file in written.flat_map(|c| &c.files) {
+        chatmail_core::backdate(&file.path)?;
+    }
     match role {
-        Role::Init => stamp.map_or(Ok(()), |stamp| stamp.record()),
+        Role::Init(prepare) => {
+            for argv in &prepare {
+                println!("{}: prepare {}", args.service, shell_words(argv));
+                target
+                    .run(argv, &[])
+                    .with_context(|| format!("preparing the volumes: {}", shell_words(argv)))?;
+            }
+            stamp.map_or(Ok(()), |stamp| stamp.record())
+        }
         Role::Cron(jobs) => {
             let jobs: Vec<&Job> = jobs.iter().collect();
             std::fs::write(CRONTAB, crontab(&jobs)?)

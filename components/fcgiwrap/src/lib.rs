@@ -35,6 +35,11 @@ impl Component for Fcgiwrap {
         let socket = format!("unix:{CONTAINER_SOCKET}");
         let service = Service::running("fcgiwrap.service")
             .foreground_as("www-data", &["fcgiwrap", "-s", &socket])
+            // Once it served a connection (the health check's), it no longer leaves its
+            // accept loop on SIGTERM, and is killed when the grace period ends; SIGINT ends
+            // it at once, but leaves the socket, on which a new start could not bind.
+            .stop_signal("SIGINT")
+            .before(&["rm", "-f", CONTAINER_SOCKET])
             .health_unix(CONTAINER_SOCKET);
         activate.service(service);
         // newemail, the CGI it runs, reads chatmaild's settings.

@@ -66,10 +66,12 @@ impl Component for Postfix {
     }
 
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
-        // Debian's start script copies what the chrooted daemons need into the spool first.
+        // Debian's start script copies what the chrooted daemons need into the spool (a
+        // volume): done by init, which also mounts the spool, so that Postfix's container
+        // starts the master at once.
         let service = Service::running("postfix.service")
             .foreground(&["postfix", "start-fg"])
-            .before(&["/usr/lib/postfix/configure-instance.sh", "-"])
+            .prepare(&["/usr/lib/postfix/configure-instance.sh", "-"])
             .health_smtp(25)
             // Ports below 1024, the chrooted daemons, the master's signals to them.
             .capabilities(&["NET_BIND_SERVICE", "SYS_CHROOT", "KILL"]);
