@@ -20,7 +20,7 @@ pub const IMAGE_INI: &str = "/etc/chatmail/chatmail.ini";
 /// The entrypoint executable inside the image (the health checks run it).
 pub const IMAGE_CMDEPLOY: &str = "/usr/local/bin/cmdeploy";
 /// How often Docker runs each container's health check.
-pub const HEALTH_INTERVAL: &str = "2s";
+pub const HEALTH_INTERVAL: &str = "3s";
 /// The image `cargo xtask image` tags by default.
 pub const DEFAULT_IMAGE: &str = "chatmail-relay:latest";
 
