@@ -90,9 +90,9 @@ pub fn write_atomic(path: &Path, content: &[u8], meta: Meta) -> Result<()> {
 /// How far [`backdate`] moves a file's modification time into the past.
 pub const BACKDATE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Dates `path`'s modification time [`BACKDATE`] back. Postfix re-reads a `main.cf` younger
-/// than two seconds every 300 ms until it is older ("pausing to let it cool down"), so each
-/// Postfix command on a file just written waits up to 2 s: staged copies, the files a
+/// Dates `path`'s modification time a minute (`BACKDATE`) back. Postfix re-reads a `main.cf`
+/// younger than two seconds every 300 ms until it is older ("pausing to let it cool down"), so
+/// each Postfix command on a file just written waits up to 2 s: staged copies, the files a
 /// container writes at its start and the files declared settled (`FileRef::settled`:
 /// Postfix's `main.cf`, read at each `daemon-reload` by Debian's instance generator) are
 /// backdated, since nothing else reads their times.
