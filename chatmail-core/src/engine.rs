@@ -736,8 +736,11 @@ impl<'t> Engine<'t> {
             .collect();
         self.pending.add(owed.iter().cloned())?;
         for change in &new {
-            let path = self.target.path(&change.file.path);
-            files::write_atomic(&path, &change.file.content, change.meta)?;
+            write_file(
+                &self.target.path(&change.file.path),
+                change.file,
+                change.meta,
+            )?;
         }
         let result = self.check(files, validators);
         if result.is_err() {
@@ -937,12 +940,6 @@ impl<'t> Engine<'t> {
             (self.observer.0)(Event::Notice(&text));
             return Ok(());
         }
-        if self.pending.contains(&Owed::DaemonReload) {
-            let target = self.target;
-            let action = Action::new("systemd", Kind::DaemonReload, "daemon-reload");
-            self.change(vec![], action, || systemd::daemon_reload(target))?;
-            self.pending.remove(&[Owed::DaemonReload])?;
-        }
         let orphan_units: Vec<(&str, &str)> = orphans
             .iter()
             .filter_map(|(component, item)| match item {
@@ -956,7 +953,12 @@ impl<'t> Engine<'t> {
             .flat_map(|a| a.services.iter().map(|s| s.unit.clone()))
             .chain(orphan_units.iter().map(|(_, unit)| (*unit).to_owned()))
             .collect();
-        let states = systemd::states(self.target, &units)?;
+        let mut states = systemd::states(self.target, &units)?;
+        // A unit whose file changed since systemd loaded it shows what systemd read before.
+        if states.values().any(|state| state.stale_definition) {
+            self.daemon_reload()?;
+            states = systemd::states(self.target, &units)?;
+        }
         // Processes running replaced files (an upgrade, here or by unattended-upgrades).
         let stale = match self.target.is_host_root() {
             true => stale::stale_units(Path::new("/proc")),
@@ -1002,12 +1004,45 @@ impl<'t> Engine<'t> {
                 done.extend([unit_owed, reload_owed]);
             }
         }
-        // One `systemctl` call per verb: systemd runs the jobs of a call in parallel.
-        for verb in Verb::ALL {
+        // Stops and unit-file edits first, then the one `daemon-reload` that shows systemd the
+        // changed unit files and links together, then what runs units with them.
+        self.units(&actions, |verb| !verb.runs_unit())?;
+        if self.pending.contains(&Owed::DaemonReload) {
+            self.daemon_reload()?;
+        }
+        self.units(&actions, Verb::runs_unit)?;
+        self.pending.remove(&done)?;
+        let removed_before = self.report.total();
+        for (component, path) in orphan_files {
+            self.orphan_file(component, path, vec![Owed::DaemonReload])?;
+        }
+        if self.report.total() != removed_before {
+            self.daemon_reload()?;
+        }
+        for planned in plans {
+            if let Some(activate) = &planned.activate {
+                self.attempts(planned.component, &activate.attempts)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the `actions` of the verbs `which` selects, one `systemctl` call per verb
+    /// (systemd runs the jobs of a call in parallel); an edit of unit files owes the
+    /// `daemon-reload` it leaves out.
+    fn units(
+        &mut self,
+        actions: &[(&str, Verb, &str)],
+        which: impl Fn(Verb) -> bool,
+    ) -> Result<()> {
+        for verb in Verb::ALL.into_iter().filter(|verb| which(*verb)) {
             let batch: Vec<&(&str, Verb, &str)> =
                 actions.iter().filter(|(_, v, _)| *v == verb).collect();
             if batch.is_empty() {
                 continue;
+            }
+            if verb.edits_unit_files() {
+                self.pending.add([Owed::DaemonReload])?;
             }
             for (component, verb, unit) in &batch {
                 let text = format!("{verb} {unit}");
@@ -1018,23 +1053,15 @@ impl<'t> Engine<'t> {
                 systemd::act(self.target, verb, &units)?;
             }
         }
-        self.pending.remove(&done)?;
-        let removed_before = self.report.total();
-        for (component, path) in orphan_files {
-            self.orphan_file(component, path, vec![Owed::DaemonReload])?;
-        }
-        if self.report.total() != removed_before {
-            let target = self.target;
-            let action = Action::new("systemd", Kind::DaemonReload, "daemon-reload");
-            self.change(vec![], action, || systemd::daemon_reload(target))?;
-            self.pending.remove(&[Owed::DaemonReload])?;
-        }
-        for planned in plans {
-            if let Some(activate) = &planned.activate {
-                self.attempts(planned.component, &activate.attempts)?;
-            }
-        }
         Ok(())
+    }
+
+    /// `systemctl daemon-reload`, and what it owed is paid.
+    fn daemon_reload(&mut self) -> Result<()> {
+        let target = self.target;
+        let action = Action::new("systemd", Kind::DaemonReload, "daemon-reload");
+        self.change(vec![], action, || systemd::daemon_reload(target))?;
+        self.pending.remove(&[Owed::DaemonReload])
     }
 
     /// Runs a component's best-effort commands while their condition holds; the first failure
@@ -1186,13 +1213,17 @@ impl<'t> Engine<'t> {
 
     /// Writes a planned file change (atomically, owner and mode set before it appears).
     fn apply_file(&mut self, name: &str, change: FileChange<'_>) -> Result<()> {
-        let path = self.target.path(&change.file.path);
-        let content = &change.file.content;
-        let meta = change.meta;
-        let action = Action::new(name, Kind::File, change.what).with_diff(change.diff);
-        self.change(change.owed, action, || {
-            files::write_atomic(&path, content, meta)
-        })
+        let FileChange {
+            file,
+            meta,
+            what,
+            diff,
+            owed,
+            ..
+        } = change;
+        let path = self.target.path(&file.path);
+        let action = Action::new(name, Kind::File, what).with_diff(diff);
+        self.change(owed, action, || write_file(&path, file, meta))
     }
 
     fn removal(&mut self, name: &str, path: &Path, owed: Vec<Owed>) -> Result<()> {
@@ -1273,6 +1304,16 @@ fn chown(target: &Target, ids: Option<Meta>, paths: &[PathBuf]) -> Result<()> {
             .with_context(|| format!("setting the owner of {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Writes a declared file to `path` (its place on the target), dated back when it is
+/// declared settled.
+fn write_file(path: &Path, file: &File, meta: Meta) -> Result<()> {
+    files::write_atomic(path, &file.content, meta)?;
+    match file.settled {
+        true => files::backdate(path),
+        false => Ok(()),
+    }
 }
 
 /// A declared file that differs from what the target has.

@@ -90,10 +90,12 @@ pub fn write_atomic(path: &Path, content: &[u8], meta: Meta) -> Result<()> {
 /// How far [`backdate`] moves a file's modification time into the past.
 pub const BACKDATE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Dates `path`'s modification time [`BACKDATE`] back. Postfix re-reads a `main.cf` younger
-/// than two seconds every 300 ms until it is older ("pausing to let it cool down"), so each
-/// Postfix command on a file just written waits up to 2 s: staged copies and the files a
-/// container writes at its start are backdated, since nothing reads their times.
+/// Dates `path`'s modification time a minute (`BACKDATE`) back. Postfix re-reads a `main.cf`
+/// younger than two seconds every 300 ms until it is older ("pausing to let it cool down"), so
+/// each Postfix command on a file just written waits up to 2 s: staged copies, the files a
+/// container writes at its start and the files declared settled (`FileRef::settled`:
+/// Postfix's `main.cf`, read at each `daemon-reload` by Debian's instance generator) are
+/// backdated, since nothing else reads their times.
 pub fn backdate(path: &Path) -> Result<()> {
     let file = std::fs::File::options()
         .write(true)
@@ -228,6 +230,18 @@ mod tests {
             .unwrap()
             .collect();
         assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn a_backdated_file_keeps_its_content_and_is_dated_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("main.cf");
+        write_atomic(&path, b"settled\n", me(0o644)).unwrap();
+        let before = std::time::SystemTime::now();
+        backdate(&path).unwrap();
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        assert!(modified <= before - BACKDATE + std::time::Duration::from_secs(1));
+        assert_eq!(std::fs::read(&path).unwrap(), b"settled\n");
     }
 
     #[test]

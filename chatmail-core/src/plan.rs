@@ -109,6 +109,8 @@ pub struct File {
     pub mode: u32,
     /// Which services restart when the file changes.
     pub restarts: Restarts,
+    /// Written dated back ([`FileRef::settled`]).
+    pub settled: bool,
 }
 
 /// A file fetched by URL or copied from a local file, verified by its sha256, or one of the
@@ -670,6 +672,7 @@ fn file(path: &str, content: Vec<u8>, template: Option<String>) -> File {
         owner: Owner::root(),
         mode: 0o644,
         restarts: Restarts::Component,
+        settled: false,
     }
 }
 
@@ -707,6 +710,13 @@ impl FileRef<'_> {
     /// daemons re-read on `systemctl reload` while keeping connections (Dovecot's IMAP IDLE).
     pub fn reloads(self, units: &[&str]) -> Self {
         self.file.restarts = Restarts::Reload(owned(units));
+        self
+    }
+
+    /// Dated back once written (`files::backdate`), for a program that waits until a file
+    /// it reads has not changed for a while (Postfix's `main.cf`).
+    pub fn settled(self) -> Self {
+        self.file.settled = true;
         self
     }
 }

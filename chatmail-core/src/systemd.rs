@@ -1,5 +1,6 @@
 //! systemd on the target: unit states in one `systemctl show`, the decision table of what to
-//! do to each unit, and those actions, one `systemctl` call per verb.
+//! do to each unit, and those actions, one `systemctl` call per verb (unit-file edits without
+//! their implicit `daemon-reload`: the caller does one for all).
 //! [`show_argv`] and [`parse_show`] are public so a front end can ask a machine it reaches
 //! another way (over SSH) the same question.
 
@@ -25,6 +26,9 @@ pub struct UnitState {
     /// `ConsistsOf`: the units it is made of and restarts with (`postfix.service` is a
     /// wrapper of `postfix@-.service`, which runs the daemon).
     pub parts: Vec<String>,
+    /// `NeedDaemonReload`: its unit file or a drop-in changed since systemd loaded it, so
+    /// the rest is what systemd read before.
+    pub stale_definition: bool,
 }
 
 impl UnitState {
@@ -53,7 +57,7 @@ pub fn show_argv(units: &[String]) -> Vec<String> {
     let mut command = argv(&[
         "systemctl",
         "show",
-        "--property=ActiveState,UnitFileState,ConditionResult,ConditionTimestampMonotonic,ConsistsOf",
+        "--property=ActiveState,UnitFileState,ConditionResult,ConditionTimestampMonotonic,ConsistsOf,NeedDaemonReload",
         "--",
     ]);
     command.extend(units.iter().cloned());
@@ -77,6 +81,7 @@ pub fn parse_show(units: &[String], text: &str) -> BTreeMap<String, UnitState> {
                     state.parts = value.split_whitespace().map(str::to_owned).collect();
                 }
                 Some(("ConditionResult", value)) => condition_failed = value == "no",
+                Some(("NeedDaemonReload", value)) => state.stale_definition = value == "yes",
                 Some(("ConditionTimestampMonotonic", value)) => {
                     condition_checked = value.parse::<u64>().is_ok_and(|t| t > 0);
                 }
@@ -123,6 +128,22 @@ impl Verb {
         Verb::Restart,
         Verb::Start,
     ];
+
+    /// Whether it changes unit files (links under `/etc/systemd/system`) rather than what
+    /// runs: applied with `--no-reload`, so that systemd reads them once, in the one
+    /// `daemon-reload` that activation then owes (each `systemctl enable` reloads otherwise).
+    pub fn edits_unit_files(self) -> bool {
+        matches!(
+            self,
+            Verb::Mask | Verb::Unmask | Verb::Disable | Verb::Enable
+        )
+    }
+
+    /// Whether it runs a unit (with the definition systemd has loaded): applied after that
+    /// `daemon-reload`.
+    pub fn runs_unit(self) -> bool {
+        matches!(self, Verb::Reload | Verb::Restart | Verb::Start)
+    }
 
     /// The `systemctl` verb.
     pub fn as_str(self) -> &'static str {
@@ -183,10 +204,15 @@ pub fn decide(service: &Service, state: &UnitState, restart: bool, reload: bool)
     verbs
 }
 
-/// Runs `systemctl <verb> <units...>` in one call (systemd runs the jobs in parallel); a
-/// failure shows the recent journal of each unit that did not get where it should.
+/// Runs `systemctl <verb> <units...>` in one call (systemd runs the jobs in parallel; a
+/// verb that edits unit files leaves the `daemon-reload` to the caller); a failure shows the
+/// recent journal of each unit that did not get where it should.
 pub fn act(target: &Target, verb: Verb, units: &[String]) -> Result<()> {
-    let mut command = argv(&["systemctl", verb.as_str(), "--"]);
+    let mut command = argv(&["systemctl", verb.as_str()]);
+    if verb.edits_unit_files() {
+        command.push("--no-reload".to_owned());
+    }
+    command.push("--".to_owned());
     command.extend(units.iter().cloned());
     let output = target.run_unchecked(&command, &[])?;
     if output.status.success() {
@@ -240,6 +266,7 @@ mod tests {
             file_state: file_state.into(),
             skipped,
             parts: Vec::new(),
+            stale_definition: false,
         }
     }
 
@@ -285,9 +312,10 @@ mod tests {
         let text = "ActiveState=inactive\nUnitFileState=enabled\nConditionResult=no\n\
                     ConditionTimestampMonotonic=123\n\n\
                     ActiveState=inactive\nUnitFileState=disabled\nConditionResult=no\n\
-                    ConditionTimestampMonotonic=0\n\n\
+                    ConditionTimestampMonotonic=0\nNeedDaemonReload=yes\n\n\
                     ActiveState=active\nUnitFileState=enabled\nConditionResult=yes\n\
-                    ConditionTimestampMonotonic=99\nConsistsOf=postfix@-.service\n";
+                    ConditionTimestampMonotonic=99\nConsistsOf=postfix@-.service\n\
+                    NeedDaemonReload=no\n";
         let states = parse_show(&units, text);
         assert!(states["skipped"].skipped && !states["skipped"].active);
         assert!(!states["never"].skipped);
@@ -297,5 +325,7 @@ mod tests {
         assert_eq!(states["running"].active_state, "active");
         assert_eq!(states["running"].parts, ["postfix@-.service"]);
         assert!(states["never"].parts.is_empty());
+        assert!(states["never"].stale_definition);
+        assert!(!states["running"].stale_definition && !states["skipped"].stale_definition);
     }
 }

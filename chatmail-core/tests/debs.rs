@@ -101,6 +101,7 @@ fn plan(deb: &Path, version: &str, sha256: &str) -> Vec<Planned> {
                 owner: Owner::root(),
                 mode: 0o644,
                 restarts: Restarts::Component,
+                settled: false,
             }],
             ..InstallPlan::default()
         },
@@ -132,6 +133,7 @@ fn archive_tree(priority: i32) -> Vec<Planned> {
         owner: Owner::root(),
         mode: 0o644,
         restarts: Restarts::Units(Vec::new()),
+        settled: false,
     });
     vec![Planned {
         component: "tree",

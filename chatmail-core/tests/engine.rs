@@ -200,6 +200,7 @@ fn config_plan(content: &str) -> Vec<Planned> {
         owner: Owner::root(),
         mode: 0o640,
         restarts,
+        settled: false,
     };
     vec![Planned {
         component: "relay",

@@ -149,7 +149,12 @@ fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
     let domain = "mail_domain = _chat.example.org\n";
     let (root, host) = relay_host("cm-under", 41, domain);
 
-    host_deploy(&host, &[]);
+    let first = host_deploy(&host, &[]);
+    assert_eq!(
+        first.matches("systemd: daemon-reload").count(),
+        1,
+        "one daemon-reload for the written unit files and the enabled units:\n{first}"
+    );
     let units = declared_running_units(&host);
     for unit in [
         "dovecot.service",
@@ -174,6 +179,21 @@ fn underscore_domain_relay_activates_exactly_and_carries_encrypted_chat() {
         "/etc/ssl/certs/mailserver.pem",
     ];
     let secrets_before = secrets(&root, &keys);
+
+    // A unit masked by hand (one of Debian's: a unit file of ours in /etc/systemd/system
+    // cannot be masked) is unmasked and started: the unmask reaches systemd (the run's one
+    // daemon-reload) before the start.
+    host.exec_ok(&["systemctl", "mask", "--now", "nginx.service"])
+        .unwrap();
+    let unmasked = host_deploy(&host, &[]);
+    for line in [
+        "nginx: unmask nginx.service",
+        "systemd: daemon-reload",
+        "nginx: start nginx.service",
+    ] {
+        assert!(unmasked.contains(line), "{line} not done:\n{unmasked}");
+    }
+    assert_all_active(&host, &units);
     let started = start_stamps(&host, &units);
 
     let again = host_deploy(&host, &[]);

@@ -91,6 +91,12 @@ fn normal_domain_deploys_validates_and_reruns_as_a_no_op() {
         "regexp tables need no postmap"
     );
     assert_configs_valid(&root, true);
+    // main.cf is written settled: Postfix reads it at once, where it waits up to 2.4 s for a
+    // main.cf changed in the last two seconds (`-v -v` says when it pauses).
+    let verbose = root.chroot(&["postconf", "-v", "-v", "-h", "myhostname"]);
+    let said = String::from_utf8_lossy(&verbose.stderr);
+    assert!(verbose.status.success(), "{said}");
+    assert!(!said.contains("cool down"), "postconf waited:\n{said}");
     let key = root.read("/etc/dkimkeys/opendkim.private");
     let cert = root.read("/var/lib/chatmail-tls/live/chat.example.org/fullchain");
     // Without systemd nothing is started: what the first run owes stays on disk.
