@@ -318,17 +318,24 @@ impl Project {
     /// returns the time it took.
     pub fn stop(&self) -> Duration {
         let stopping = Instant::now();
+        let wall = seconds_of_day(std::time::SystemTime::now());
         ok(self.compose(&["stop", "--timeout", "10"]));
         let took = stopping.elapsed();
-        for state in self.inspect("{{.Name}} {{.State.Status}} {{.State.ExitCode}}") {
+        let format = "{{.Name}} {{.State.Status}} {{.State.ExitCode}} {{json .State.FinishedAt}}";
+        for state in self.inspect(format) {
             assert!(
                 state.contains(" exited "),
                 "still running after stop: {state}"
             );
+            let (state, finished) = state.rsplit_once(' ').unwrap();
             assert!(
                 !state.ends_with(" 137"),
                 "killed after the grace period instead of stopping on SIGTERM: {state}"
             );
+            // Where the time went: when each container exited, after `stop` began.
+            if let Some(at) = stamp_seconds(finished) {
+                eprintln!("  {state:48} exited {:5.1}", at - wall);
+            }
         }
         took
     }

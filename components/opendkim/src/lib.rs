@@ -85,7 +85,8 @@ impl Component for Opendkim {
 
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
         let service = Service::running("opendkim.service")
-            .foreground(&["opendkim", "-f", "-x", "/etc/opendkim.conf"])
+            // As its user from the start: its key, socket and pid directories are its own.
+            .foreground_as("opendkim", &["opendkim", "-f", "-x", "/etc/opendkim.conf"])
             .health_unix(&format!("{SOCKET_DIR}/opendkim.sock"));
         activate.service(service);
         // Its socket, in Postfix's spool, where the chrooted smtpd finds it: a volume of its
