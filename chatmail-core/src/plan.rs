@@ -283,6 +283,10 @@ pub struct Foreground {
     pub prepare: Vec<Vec<String>>,
     /// The signal that stops the daemon at once, when not SIGTERM (the engine's default).
     pub stop_signal: Option<String>,
+    /// A Unix socket of the daemon that the entrypoint connects to once after passing a stop
+    /// request on: the daemon sees the request only when a connection arrives or a long poll
+    /// ends (OpenDKIM's milter library polls every 5 s).
+    pub wake_on_stop: Option<PathBuf>,
     /// How the compose health check tells that the daemon is healthy.
     pub health: Option<Probe>,
     /// Linux capabilities (`NET_BIND_SERVICE`, ...) the daemon needs beyond those every
@@ -397,6 +401,7 @@ impl Service {
             before: Vec::new(),
             prepare: Vec::new(),
             stop_signal: None,
+            wake_on_stop: None,
             health: None,
             capabilities: Vec::new(),
         });
@@ -432,6 +437,15 @@ impl Service {
     /// [`foreground`](Self::foreground) first.
     pub fn stop_signal(mut self, signal: &str) -> Self {
         self.foreground_mut().stop_signal = Some(signal.to_owned());
+        self
+    }
+
+    /// In a container, the entrypoint stays the daemon's parent (as root, waiting): it passes
+    /// SIGTERM and SIGINT on, then connects to the Unix socket `path` once to wake a daemon
+    /// that checks for a stop request only when a connection arrives; needs
+    /// [`foreground`](Self::foreground) first.
+    pub fn wake_on_stop(mut self, path: &str) -> Self {
+        self.foreground_mut().wake_on_stop = Some(path.into());
         self
     }
 
@@ -1100,6 +1114,7 @@ mod tests {
                 before: vec![owned(&["/usr/lib/postfix/configure-instance.sh"])],
                 prepare: vec![owned(&["postfix", "set-permissions"])],
                 stop_signal: None,
+                wake_on_stop: None,
                 health: Some(Probe::Command(owned(&["postfix", "status"]))),
                 capabilities: owned(&["NET_BIND_SERVICE"]),
             })

@@ -1,11 +1,11 @@
 //! `cmdeploy container SERVICE`: the entrypoint of the relay's image. Configures the
 //! container from the mounted chatmail.ini and the environment, then execs one declared
-//! foreground command; `init` only configures (the one-shot service every other waits for),
+//! foreground command (or stays its parent, for a daemon to wake at a stop); `init` only configures (the one-shot service every other waits for),
 //! `cron` runs the declared periodic jobs. Also `cmdeploy probe`, the health checks.
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -420,7 +420,10 @@ pub fn run(config_path: &Path, verbose: bool, args: &Args) -> Result<()> {
                     .run(argv, &[])
                     .with_context(|| format!("preparing {}", args.service))?;
             }
-            exec(&foreground.argv, &args.service)
+            match &foreground.wake_on_stop {
+                Some(socket) => supervise(&foreground.argv, socket, &args.service),
+                None => exec(&foreground.argv, &args.service),
+            }
         }
     }
 }
@@ -456,6 +459,44 @@ fn exec(argv: &[String], service: &str) -> Result<()> {
     std::io::stdout().flush()?;
     let err = std::process::Command::new(program).args(rest).exec();
     Err(err).with_context(|| format!("starting {}", shell_words(argv)))
+}
+
+/// Runs `argv` as this process's child and exits as it does. A stop request (SIGTERM, SIGINT)
+/// is passed on as SIGTERM, then `socket` is connected to once, so that a daemon that checks
+/// for a stop only when a connection arrives stops at once.
+fn supervise(argv: &[String], socket: &Path, service: &str) -> Result<()> {
+    let (program, rest) = argv.split_first().context("empty foreground command")?;
+    println!("{service}: run {}", shell_words(argv));
+    std::io::stdout().flush()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the supervisor's runtime")?;
+    let status = runtime.block_on(async {
+        let mut stop = chatmail_shutdown::Stop::install().context("handling SIGTERM and SIGINT")?;
+        let mut child = tokio::process::Command::new(program)
+            .args(rest)
+            .spawn()
+            .with_context(|| format!("starting {}", shell_words(argv)))?;
+        tokio::select! {
+            status = child.wait() => return Ok(status?),
+            () = stop.requested() => {}
+        }
+        let pid = child.id().and_then(|id| i32::try_from(id).ok());
+        if let Some(pid) = pid.and_then(rustix::process::Pid::from_raw) {
+            // It may have exited meanwhile; its status says how.
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        // Refused when it already closed its socket: then it is stopping anyway.
+        let _ = tokio::net::UnixStream::connect(socket).await;
+        anyhow::Ok(child.wait().await?)
+    })?;
+    println!("{service}: {program} {status}");
+    std::io::stdout().flush()?;
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|signal| 128 + signal));
+    std::process::exit(code.unwrap_or(1))
 }
 
 /// The crontab of the declared jobs: each runs as its user, its output going to the

@@ -84,10 +84,12 @@ impl Component for Opendkim {
     }
 
     fn activate(&self, activate: &mut Activate<'_>) -> Result<()> {
+        let socket = format!("{SOCKET_DIR}/opendkim.sock");
         let service = Service::running("opendkim.service")
             // As its user from the start: its key, socket and pid directories are its own.
             .foreground_as("opendkim", &["opendkim", "-f", "-x", "/etc/opendkim.conf"])
-            .health_unix(&format!("{SOCKET_DIR}/opendkim.sock"));
+            .wake_on_stop(&socket)
+            .health_unix(&socket);
         activate.service(service);
         // Its socket, in Postfix's spool, where the chrooted smtpd finds it: a volume of its
         // own there, so that this container sees nothing else of the spool.
