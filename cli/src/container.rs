@@ -1,7 +1,8 @@
 //! `cmdeploy container SERVICE`: the entrypoint of the relay's image. Configures the
 //! container from the mounted chatmail.ini and the environment, then execs one declared
-//! foreground command (or stays its parent, for a daemon to wake at a stop); `init` only configures (the one-shot service every other waits for),
-//! `cron` runs the declared periodic jobs. Also `cmdeploy probe`, the health checks.
+//! foreground command (or stays its parent, for a daemon to wake at a stop); `init` only
+//! configures (the one-shot service every other waits for), `cron` runs the declared periodic
+//! jobs. Also `cmdeploy probe`, the health checks.
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
