@@ -121,11 +121,12 @@ fn start_stamps(host: &Host, units: &[String]) -> BTreeMap<String, String> {
 fn assert_all_active(host: &Host, units: &[String]) {
     for unit in units {
         let state = host.exec(&["systemctl", "is-active", unit]).unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&state.stdout).trim(),
-            "active",
-            "{unit}"
-        );
+        let state = String::from_utf8_lossy(&state.stdout).trim().to_owned();
+        if state != "active" {
+            let journal = host.exec(&["journalctl", "-u", unit, "-n", "30", "--no-pager"]);
+            let journal = String::from_utf8_lossy(&journal.unwrap().stdout).into_owned();
+            panic!("{unit} is {state}, not active:\n{journal}");
+        }
     }
 }
 
