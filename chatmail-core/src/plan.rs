@@ -283,8 +283,8 @@ pub struct Foreground {
     pub prepare: Vec<Vec<String>>,
     /// The signal that stops the daemon at once, when not SIGTERM (the engine's default).
     pub stop_signal: Option<String>,
-    /// A Unix socket of the daemon that the entrypoint connects to once after passing a stop
-    /// request on: the daemon sees the request only when a connection arrives or a long poll
+    /// A Unix socket of the daemon that the entrypoint connects to after passing a stop
+    /// request on, until the daemon exits: the daemon sees the request only when a connection arrives or a long poll
     /// ends (OpenDKIM's milter library polls every 5 s).
     pub wake_on_stop: Option<PathBuf>,
     /// How the compose health check tells that the daemon is healthy.
@@ -441,7 +441,7 @@ impl Service {
     }
 
     /// In a container, the entrypoint stays the daemon's parent (as root, waiting): it passes
-    /// SIGTERM and SIGINT on, then connects to the Unix socket `path` once to wake a daemon
+    /// SIGTERM and SIGINT on, then connects to the Unix socket `path` to wake a daemon
     /// that checks for a stop request only when a connection arrives; needs
     /// [`foreground`](Self::foreground) first.
     pub fn wake_on_stop(mut self, path: &str) -> Self {

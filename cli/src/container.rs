@@ -463,8 +463,8 @@ fn exec(argv: &[String], service: &str) -> Result<()> {
 }
 
 /// Runs `argv` as this process's child and exits as it does. A stop request (SIGTERM, SIGINT)
-/// is passed on as SIGTERM, then `socket` is connected to once, so that a daemon that checks
-/// for a stop only when a connection arrives stops at once.
+/// is passed on as SIGTERM, then `socket` is connected to, so that a daemon that checks for a
+/// stop only when a connection arrives stops at once.
 fn supervise(argv: &[String], socket: &Path, service: &str) -> Result<()> {
     let (program, rest) = argv.split_first().context("empty foreground command")?;
     println!("{service}: run {}", shell_words(argv));
@@ -488,9 +488,15 @@ fn supervise(argv: &[String], socket: &Path, service: &str) -> Result<()> {
             // It may have exited meanwhile; its status says how.
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
-        // Refused when it already closed its socket: then it is stopping anyway.
-        let _ = tokio::net::UnixStream::connect(socket).await;
-        anyhow::Ok(child.wait().await?)
+        // A connection that arrives before the daemon's own handler saw the signal wakes it
+        // too early: knock until it exits. A refused connection means it closed its socket.
+        loop {
+            let _ = tokio::net::UnixStream::connect(socket).await;
+            let knock = std::time::Duration::from_millis(200);
+            if let Ok(status) = tokio::time::timeout(knock, child.wait()).await {
+                break anyhow::Ok(status?);
+            }
+        }
     })?;
     println!("{service}: {program} {status}");
     std::io::stdout().flush()?;
