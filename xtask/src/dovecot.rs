@@ -19,13 +19,19 @@ pub const SOURCE_VERSION: &str = "1:2.3.19.1+dfsg1-2.1+deb12u6";
 /// Our packages' version: Debian's with a local suffix (`chatmail_dovecot::OUR_MARKER`, by
 /// which the install phase tells our build from Debian's), so apt never takes them for
 /// Debian's (dpkg sorts it just above the version it starts from).
-pub const LOCAL_VERSION: &str = "1:2.3.19.1+dfsg1-2.1+deb12u6+chatmail1";
+pub const LOCAL_VERSION: &str = "1:2.3.19.1+dfsg1-2.1+deb12u6+chatmail2";
 
 /// Our patches, in the order quilt applies them after Debian's.
-const PATCHES: [(&str, &str); 1] = [(
-    "no-notify-delay.patch",
-    include_str!("../dovecot/no-notify-delay.patch"),
-)];
+const PATCHES: [(&str, &str); 2] = [
+    (
+        "no-notify-delay.patch",
+        include_str!("../dovecot/no-notify-delay.patch"),
+    ),
+    (
+        "stop-without-sleep.patch",
+        include_str!("../dovecot/stop-without-sleep.patch"),
+    ),
+];
 
 /// The chroot's apt sources besides minbase's `bookworm main`: the security archive (its
 /// Dovecot, and the build dependencies' security updates) and the source packages of both.
@@ -219,7 +225,8 @@ fn add_changelog_entry(source: &Path) -> Result<()> {
     let names: Vec<&str> = PATCHES.iter().map(|(name, _)| *name).collect();
     let entry = format!(
         "dovecot ({LOCAL_VERSION}) bookworm; urgency=medium\n\n  \
-         * cmdeploy: {} (IMAP IDLE reports new mail at once).\n\n \
+         * cmdeploy: {} (IMAP IDLE reports new mail at once; the master stops \
+         without a fixed second of sleep).\n\n \
          -- cmdeploy <root@localhost>  {date}\n\n",
         names.join(", ")
     );
