@@ -2,9 +2,13 @@
 //! Dovecot and with our delay-free build, side by side on one booted test host (release
 //! build). For each build: submission accepted (465) -> the recipient's IDLE `EXISTS` over
 //! [`MESSAGES`] encrypted messages, the Delta Chat round trip, and each hop of the path from
-//! the host's journal (Postfix, OpenDKIM and Dovecot log lines of the same messages).
+//! the host's journal (Postfix, OpenDKIM and Dovecot log lines of the same messages); then
+//! how long `systemctl stop dovecot` takes, with and without IMAP connections open.
 
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, TcpStream};
 use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 
@@ -16,6 +20,9 @@ use xtask::{bundle, check, dovecot, rootfs, workspace};
 const MESSAGES: usize = 60;
 /// Delta Chat round trips per series (each with two new accounts).
 const ROUND_TRIPS: usize = 3;
+/// Timed stops per series, and the IMAP connections open during the second kind.
+const STOPS: usize = 3;
+const OPEN_CONNECTIONS: usize = 20;
 const NET: u8 = 48;
 const DOMAIN: &str = "_latency.example.org";
 /// Where our packages are copied inside the host.
@@ -88,6 +95,10 @@ struct Series {
     round_trips: Vec<f64>,
     /// Per hop of [`HOPS`], the milliseconds of each message that has both events.
     hops: Vec<Vec<f64>>,
+    /// Seconds of each `systemctl stop dovecot`: with no client, and with
+    /// [`OPEN_CONNECTIONS`] open.
+    stops: Vec<f64>,
+    stops_connected: Vec<f64>,
 }
 
 pub fn run() -> Result<()> {
@@ -175,7 +186,43 @@ fn series(host: &Host, version: String) -> Result<Series> {
         report,
         round_trips,
         hops,
+        stops: stop_times(host, 0)?,
+        stops_connected: stop_times(host, OPEN_CONNECTIONS)?,
     })
+}
+
+/// Seconds `systemctl stop dovecot` takes, [`STOPS`] times, with `connections` IMAP
+/// connections open during each stop (each waits in a login process); Dovecot is started
+/// again after each.
+fn stop_times(host: &Host, connections: usize) -> Result<Vec<f64>> {
+    (0..STOPS)
+        .map(|_| {
+            let open = (0..connections)
+                .map(|_| imap_connection(host.address))
+                .collect::<Result<Vec<_>>>()?;
+            let stopping = Instant::now();
+            host.exec_ok(&["systemctl", "stop", "dovecot"])?;
+            let took = stopping.elapsed().as_secs_f64();
+            drop(open);
+            host.exec_ok(&["systemctl", "start", "dovecot"])?;
+            Ok(took)
+        })
+        .collect()
+}
+
+/// A connection to `address`'s IMAP port that got its greeting.
+fn imap_connection(address: Ipv4Addr) -> Result<TcpStream> {
+    let stream = TcpStream::connect((address, 143))
+        .with_context(|| format!("connecting to {address}:143"))?;
+    let mut greeting = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut greeting)
+        .context("reading the IMAP greeting")?;
+    anyhow::ensure!(
+        greeting.starts_with("* OK"),
+        "IMAP greeting from {address}: {greeting:?}"
+    );
+    Ok(stream)
 }
 
 /// One journal line: when (Unix seconds), who (`postfix/lmtp`), and what.
@@ -310,6 +357,16 @@ fn print_table(debian: &Series, ours: &Series) {
         "| Delta Chat round trip (message and answer), median of {ROUND_TRIPS} | {:.2} s | {:.2} s |",
         median(&debian.round_trips),
         median(&ours.round_trips)
+    );
+    println!(
+        "| `systemctl stop dovecot`, median of {STOPS} | {:.2} s | {:.2} s |",
+        median(&debian.stops),
+        median(&ours.stops)
+    );
+    println!(
+        "| same, with {OPEN_CONNECTIONS} IMAP connections open | {:.2} s | {:.2} s |",
+        median(&debian.stops_connected),
+        median(&ours.stops_connected)
     );
     for (index, hop) in HOPS.iter().enumerate() {
         let cell = |series: &Series| match series.hops[index].is_empty() {

@@ -34,7 +34,8 @@ enum Task {
     /// Measure deploys: install time (against a bare apt-get install) and the no-op re-run.
     Bench {
         /// `latency`: message latency through a booted test relay (submission -> IMAP IDLE,
-        /// Delta Chat round trip, per hop), with Debian's Dovecot and with ours. `host`: only
+        /// Delta Chat round trip, per hop) and Dovecot's stop time, with Debian's Dovecot and
+        /// with ours. `host`: only
         /// the deploys in a booted test host (first run, no-op, `--only postfix`).
         #[arg(value_parser = ["latency", "host"])]
         mode: Option<String>,
