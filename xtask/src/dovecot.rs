@@ -222,21 +222,33 @@ fn add_changelog_entry(source: &Path) -> Result<()> {
         .and_then(|trailer| trailer.split_once(">  "))
         .map(|(_, date)| date)
         .with_context(|| format!("no trailer line in {}", path.display()))?;
-    let names: Vec<&str> = PATCHES.iter().map(|(name, _)| *name).collect();
-    let entry = format!(
-        "dovecot ({LOCAL_VERSION}) bookworm; urgency=medium\n\n  \
-         * cmdeploy: {} (IMAP IDLE reports new mail at once; the master stops \
-         without a fixed second of sleep).\n\n \
-         -- cmdeploy <root@localhost>  {date}\n\n",
-        names.join(", ")
-    );
+    let mut entry = format!("dovecot ({LOCAL_VERSION}) bookworm; urgency=medium\n\n");
+    for (name, text) in PATCHES {
+        entry += &format!("  * cmdeploy, {name}: {}.\n", summary(text));
+    }
+    entry += &format!("\n -- cmdeploy <root@localhost>  {date}\n\n");
     std::fs::write(&path, entry + &changelog)?;
     Ok(())
+}
+
+/// A patch's one-line summary: its `Description:` header (DEP-3).
+fn summary(patch: &str) -> &str {
+    patch
+        .lines()
+        .find_map(|line| line.strip_prefix("Description: "))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_patch_has_a_summary_for_the_changelog() {
+        for (name, text) in PATCHES {
+            assert!(!summary(text).is_empty(), "{name} has no Description line");
+        }
+    }
 
     #[test]
     fn our_version_is_debians_with_the_marker_the_install_phase_knows() {

@@ -35,8 +35,8 @@ enum Task {
     Bench {
         /// `latency`: message latency through a booted test relay (submission -> IMAP IDLE,
         /// Delta Chat round trip, per hop) and Dovecot's stop time, with Debian's Dovecot and
-        /// with ours. `host`: only
-        /// the deploys in a booted test host (first run, no-op, `--only postfix`).
+        /// with ours. `host`: only the deploys in a booted test host (first run, no-op,
+        /// `--only postfix`).
         #[arg(value_parser = ["latency", "host"])]
         mode: Option<String>,
         /// With 2: Delta Chat round trips between the two relays of the testbed and within one.
